@@ -1,0 +1,111 @@
+"""Session-wide fixtures: a real Kafka broker for integration tests.
+
+The broker is chosen in this order:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` if set (an existing cluster);
+2. testcontainers' Kafka module if a Docker engine answers;
+3. a one-node broker on the local JVM (:class:`kafka_local.LocalKafka`, jars from Maven Central).
+
+If none can be had, integration tests fail with a clear message when ``CI`` is set and are
+skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_helpers import create_topic, unique_name
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _docker_answers() -> bool:
+    """True if a Docker engine answers a ping within 3 s."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False
+    import gc
+    import warnings
+
+    import docker
+
+    with warnings.catch_warnings():
+        # docker-py leaves the probe's socket to the GC when the engine does not answer.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = docker.from_env(timeout=3)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:
+            return False
+        finally:
+            gc.collect()
+
+
+def _no_broker(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"no Kafka broker for integration tests (CI is set): {reason}", pytrace=False)
+    pytest.skip(f"no Kafka broker: {reason}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a real Kafka broker shared by the whole test session."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield env
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        container = (
+            KafkaContainer("confluentinc/cp-kafka:7.6.1")
+            .with_kraft()
+            .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+            .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        )
+        with container:
+            yield container.get_bootstrap_server()
+        return
+    from kafka_local import BrokerSetupError, LocalKafka
+
+    kafka = LocalKafka()
+    try:
+        kafka.start()
+    except BrokerSetupError as exc:
+        _no_broker(f"the local JVM broker could not start: {exc}")
+    try:
+        yield kafka.bootstrap_servers
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str) -> Callable[..., str]:
+    """Factory: ``new_topic(partitions=1, config=None, prefix="t") -> name`` of a fresh topic."""
+
+    def make(partitions: int = 1, config: dict[str, str] | None = None, prefix: str = "t") -> str:
+        return create_topic(kafka_bootstrap, unique_name(prefix), partitions, config)
+
+    return make
+
+
+@pytest.fixture
+def group_id() -> str:
+    """A consumer group id no other test uses."""
+    return unique_name("group")
+
+
+@pytest.fixture(scope="session")
+def ecg5000_path() -> Path:
+    """ECG5000 CSV (tutorial layout): ``$ECG5000_PATH`` or ``../shared/data``; else skip."""
+    env = os.environ.get("ECG5000_PATH")
+    path = Path(env) if env else REPO.parent / "shared" / "data" / "ecg5000" / "ecg5000.csv"
+    if not path.is_file():
+        pytest.skip(f"ECG5000 not found at {path}; set ECG5000_PATH")
+    return path
