@@ -1,0 +1,205 @@
+"""The model bundle contract: a directory with ``model.keras`` and ``manifest.json``.
+
+Training writes bundles; the detector reads them. This module is pure (pydantic, numpy,
+hashlib): the TensorFlow side lives in :mod:`detector.model`.
+
+Layout::
+
+    bundle/
+      model.keras     deterministic scorer of built-in layers: input -> encoder mean -> decoder
+      manifest.json   :class:`Manifest`
+      report.json     evaluation report (training writes it; the detector ignores it)
+      plots/          PNG figures
+
+Scoring contract (applied identically by training's evaluation and the detector):
+
+1. ``x_norm = (x - normalisation.offset) / normalisation.scale`` per channel, x of shape (T, C).
+2. ``x_hat = model(x_norm)`` with the same shape.
+3. ``e = score.weights * (x_norm - x_hat) ** 2`` if ``score.kind == "mse"`` or ``abs(...)``
+   for ``"mae"``; weights are (T, C) or absent (ones).
+4. score = mean of ``e`` over (T, C); per-step contributions = mean over C; per-channel
+   contributions = mean over T.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from detector.errors import BundleChecksumError, BundleSchemaError
+
+__all__ = [
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "SCHEMA_VERSION",
+    "Manifest",
+    "Normalisation",
+    "ReferenceErrors",
+    "ScoreSpec",
+    "ThresholdRecommendation",
+    "file_sha256",
+    "read_manifest",
+]
+
+SCHEMA_VERSION = 1
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+
+
+class Normalisation(BaseModel):
+    """Per-channel affine normalisation: ``(x - offset) / scale``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["minmax", "standard", "none"]
+    offset: list[float] = Field(description="One value per channel.")
+    scale: list[float] = Field(description="One positive value per channel.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Normalisation:
+        if len(self.offset) != len(self.scale):
+            raise ValueError("offset and scale must have one value per channel")
+        if any(s <= 0 for s in self.scale):
+            raise ValueError("scale values must be positive")
+        return self
+
+    def apply(self, x: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """Normalise ``x`` of shape (..., T, C)."""
+        offset = np.asarray(self.offset, dtype=np.float32)
+        scale = np.asarray(self.scale, dtype=np.float32)
+        return ((x - offset) / scale).astype(np.float32, copy=False)
+
+
+class ScoreSpec(BaseModel):
+    """How a reconstruction becomes an anomaly score (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["mse", "mae"] = "mse"
+    weights: list[list[float]] | None = Field(
+        None, description="(T, C) weights, e.g. inverse per-feature variance; None means ones."
+    )
+    description: str = ""
+
+
+class ReferenceErrors(BaseModel):
+    """Scores of held-out normal windows never used to fit the weights."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(ge=1, description="How many held-out normal windows were scored.")
+    how: str = Field(description="Where they came from, e.g. 'out-of-fold, 5 folds'.")
+    quantiles: dict[str, float] = Field(
+        description="Quantile level (as text, e.g. '0.99') -> score."
+    )
+    sample: list[float] = Field(description="Up to a few thousand scores, for warm starts.")
+
+
+class ThresholdRecommendation(BaseModel):
+    """The threshold training recommends for ``target_far``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: float
+    target_far: float = Field(gt=0, lt=1)
+    method: str = Field(description="e.g. 'empirical quantile' or 'GPD tail fit'.")
+    n_samples: int
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: everything needed to score with the bundle and to trust it."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    schema_version: int = SCHEMA_VERSION
+    model_name: str
+    model_version: str
+    created_at: datetime
+    arch: str = Field(description="e.g. 'vae-conv', 'vae-dense', 'ae-baseline'.")
+    window_size: int = Field(ge=1)
+    n_channels: int = Field(ge=1)
+    channel_names: list[str]
+    normalisation: Normalisation
+    score: ScoreSpec = Field(default_factory=ScoreSpec)
+    reference_errors: ReferenceErrors
+    threshold: ThresholdRecommendation
+    metrics: dict[str, float] = Field(default_factory=dict)
+    library_versions: dict[str, str] = Field(default_factory=dict)
+    training: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> Manifest:
+        if len(self.channel_names) != self.n_channels:
+            raise ValueError("channel_names must have n_channels entries")
+        if len(self.normalisation.offset) != self.n_channels:
+            raise ValueError("normalisation must have one offset and scale per channel")
+        w = self.score.weights
+        if w is not None and (
+            len(w) != self.window_size or any(len(r) != self.n_channels for r in w)
+        ):
+            raise ValueError("score.weights must have shape (window_size, n_channels)")
+        return self
+
+    @property
+    def model_id(self) -> str:
+        """``name:version@sha[:12]``, the model identity printed in alerts and logs."""
+        return f"{self.model_name}:{self.model_version}@{self.model_sha256[:12]}"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(bundle_dir: Path, verify_checksum: bool = True) -> Manifest:
+    """Read and check a bundle's manifest.
+
+    Raises:
+        BundleSchemaError: no manifest, invalid JSON, or another schema version.
+        BundleChecksumError: ``model.keras`` is missing or its sha256 differs.
+    """
+    manifest_path = bundle_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleSchemaError(f"{manifest_path}: no manifest; is {bundle_dir} a model bundle?")
+    raw = manifest_path.read_bytes()
+    try:
+        version = Manifest.model_validate_json(raw, strict=False).schema_version
+    except ValidationError as exc:
+        import orjson
+
+        try:
+            version = int(orjson.loads(raw).get("schema_version", -1))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            raise BundleSchemaError(f"{manifest_path}: not a valid manifest: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            raise BundleSchemaError(
+                f"{manifest_path}: schema version {version}, this detector reads {SCHEMA_VERSION}"
+            ) from exc
+        raise BundleSchemaError(f"{manifest_path}: not a valid manifest: {exc}") from exc
+    if version != SCHEMA_VERSION:
+        raise BundleSchemaError(
+            f"{manifest_path}: schema version {version}, this detector reads {SCHEMA_VERSION}"
+        )
+    manifest = Manifest.model_validate_json(raw)
+    if verify_checksum:
+        model_path = bundle_dir / MODEL_FILE
+        if not model_path.is_file():
+            raise BundleChecksumError(f"{model_path}: missing")
+        actual = file_sha256(model_path)
+        if actual != manifest.model_sha256:
+            raise BundleChecksumError(
+                f"{model_path}: sha256 {actual[:12]}… does not match the manifest's "
+                f"{manifest.model_sha256[:12]}…; refusing to load a modified or partial bundle"
+            )
+    return manifest

@@ -1,0 +1,66 @@
+"""Errors raised by the detector and shared by the other packages.
+
+The tree::
+
+    DetectorError
+    ├── ConfigError            settings that cannot work (bad value, missing file)
+    ├── BundleError            a model bundle that must not be loaded
+    │   ├── BundleChecksumError    model.keras does not match the manifest's sha256
+    │   └── BundleSchemaError      manifest missing, unreadable or of another schema version
+    ├── DecodeError            one input record that cannot be scored (-> dead-letter topic)
+    └── KafkaUnavailableError  the broker could not be reached within the start-up budget
+
+Library errors (confluent_kafka, keras, pydantic) are translated at the edge with
+``raise ... from exc`` so that callers handle one family.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BundleChecksumError",
+    "BundleError",
+    "BundleSchemaError",
+    "ConfigError",
+    "DecodeError",
+    "DetectorError",
+    "KafkaUnavailableError",
+]
+
+
+class DetectorError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(DetectorError):
+    """A setting has a value that cannot work."""
+
+
+class BundleError(DetectorError):
+    """A model bundle that must not be loaded."""
+
+
+class BundleChecksumError(BundleError):
+    """``model.keras`` does not match the sha256 recorded in the manifest."""
+
+
+class BundleSchemaError(BundleError):
+    """The manifest is missing, unreadable, or written for another schema version."""
+
+
+class DecodeError(DetectorError):
+    """One input record cannot be scored.
+
+    Attributes:
+        reason: a short machine-readable reason, used as the dead-letter header
+            (``undecodable``, ``bad_shape``, ``non_finite``, ``unknown_content_type``,
+            ``oversize``, ``missing_field``).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class KafkaUnavailableError(DetectorError):
+    """The Kafka cluster could not be reached within the configured time."""

@@ -1,0 +1,84 @@
+"""Kafka client settings shared by the detector, the producer and the tools.
+
+Every librdkafka option is reachable: the common ones (bootstrap servers, SASL, SSL) are
+typed fields, anything else goes through ``extra`` (env ``..._KAFKA__EXTRA='{"linger.ms": "5"}'``
+or CLI ``-X linger.ms=5``). Credentials are ``SecretStr`` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = ["KafkaSettings", "parse_extra_options"]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"]
+
+
+class KafkaSettings(BaseModel):
+    """Connection settings for librdkafka clients.
+
+    Examples:
+        >>> s = KafkaSettings(bootstrap_servers="b1:9092", extra={"linger.ms": "5"})
+        >>> s.client_config()["linger.ms"]
+        '5'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of brokers."
+    )
+    client_id: str | None = Field(None, description="client.id reported to the brokers.")
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = Field(None, description="CA bundle (PEM) to verify brokers.")
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="Any other librdkafka option, passed through verbatim (wins over fields).",
+    )
+
+    def client_config(self) -> dict[str, str]:
+        """The librdkafka configuration dictionary these settings describe."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        optional: dict[str, str | SecretStr | None] = {
+            "client.id": self.client_id,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password,
+        }
+        for key, value in optional.items():
+            if value is None:
+                continue
+            conf[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        conf.update(self.extra)
+        return conf
+
+
+def parse_extra_options(pairs: list[str] | None) -> dict[str, str]:
+    """Turn ``["linger.ms=5", "acks=all"]`` (CLI ``-X``) into a dictionary.
+
+    Raises:
+        ValueError: a pair has no ``=``.
+    """
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"librdkafka option must be KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out

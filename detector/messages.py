@@ -1,0 +1,249 @@
+"""The window message: the input contract between producers and the detector.
+
+A window is one fixed-length slice of a signal from one source (a heartbeat, a minute of a
+multichannel sensor). The Kafka record key is the ``source_id``. Two encodings, chosen per
+record by the ``content-type`` header:
+
+* ``application/json`` (the default when the header is absent): a :class:`Window` document;
+  ``values`` is a list (one channel) or a list of rows (time steps x channels).
+* ``application/x-float32le`` (compact, for high volume): the value is the samples as
+  little-endian float32 in row-major (time, channel) order; ``shape``, ``source-id``, ``seq``
+  and ``event-time-ms`` travel in headers.
+
+Ground truth from simulators and replays travels in headers (``label``, ``anomaly-type``,
+``regime``) and is never used for scoring.
+
+Examples:
+    >>> import numpy as np
+    >>> value, headers = encode_binary("pump-1", 7, 1_700_000_000_000, np.zeros((4, 2)))
+    >>> w = decode_window(b"pump-1", value, headers)
+    >>> (w.source_id, w.seq, w.values.shape)
+    ('pump-1', 7, (4, 2))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from detector.errors import DecodeError
+
+__all__ = [
+    "CONTENT_TYPE_F32",
+    "CONTENT_TYPE_JSON",
+    "H_ANOMALY_TYPE",
+    "H_CONTENT_TYPE",
+    "H_EVENT_TIME_MS",
+    "H_LABEL",
+    "H_REGIME",
+    "H_SEQ",
+    "H_SHAPE",
+    "H_SOURCE_ID",
+    "DecodedWindow",
+    "Headers",
+    "Window",
+    "decode_window",
+    "encode_binary",
+    "encode_json",
+    "header_value",
+]
+
+CONTENT_TYPE_JSON = "application/json"
+CONTENT_TYPE_F32 = "application/x-float32le"
+
+H_CONTENT_TYPE = "content-type"
+H_SOURCE_ID = "source-id"
+H_SEQ = "seq"
+H_EVENT_TIME_MS = "event-time-ms"
+H_SHAPE = "shape"
+H_LABEL = "label"  # ground truth: "1" anomalous, "0" normal. Never used for scoring.
+H_ANOMALY_TYPE = "anomaly-type"
+H_REGIME = "regime"
+
+Headers = list[tuple[str, bytes]]
+
+
+class Window(BaseModel):
+    """JSON form of a window (its JSON Schema is the published input contract)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_id: str = Field(min_length=1, max_length=256, description="Sensor or patient id.")
+    seq: int = Field(ge=0, description="Per-source sequence number, increasing.")
+    event_time: datetime = Field(description="When the window ended at the source (UTC).")
+    values: list[float] | list[list[float]] = Field(
+        description="Samples: a list (one channel) or rows of channels (time x channels)."
+    )
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedWindow:
+    """A window ready to be scored: values are float32 of shape (time, channels)."""
+
+    source_id: str
+    seq: int
+    event_time_ms: int
+    values: npt.NDArray[np.float32]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def header_value(headers: Headers | None, name: str) -> str | None:
+    """The last value of header ``name`` decoded as UTF-8, or None."""
+    if not headers:
+        return None
+    found: bytes | None = None
+    for key, value in headers:
+        if key == name:
+            found = value
+    if found is None:
+        return None
+    return found.decode("utf-8", errors="replace")
+
+
+def _to_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def encode_json(
+    source_id: str,
+    seq: int,
+    event_time_ms: int,
+    values: npt.ArrayLike,
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    """Serialise a window as the JSON contract (fast path, no pydantic round trip)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    doc: dict[str, Any] = {
+        "source_id": source_id,
+        "seq": seq,
+        "event_time": datetime.fromtimestamp(event_time_ms / 1000, tz=UTC).isoformat(
+            timespec="milliseconds"
+        ),
+        "values": arr,
+    }
+    if metadata:
+        doc["metadata"] = metadata
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_binary(
+    source_id: str, seq: int, event_time_ms: int, values: npt.ArrayLike
+) -> tuple[bytes, Headers]:
+    """Serialise a window in the compact float32 form. Returns (value, headers)."""
+    arr = np.asarray(values, dtype="<f4")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"values must be 1-D or 2-D, got shape {arr.shape}")
+    headers: Headers = [
+        (H_CONTENT_TYPE, CONTENT_TYPE_F32.encode()),
+        (H_SOURCE_ID, source_id.encode()),
+        (H_SEQ, str(seq).encode()),
+        (H_EVENT_TIME_MS, str(event_time_ms).encode()),
+        (H_SHAPE, f"{arr.shape[0]},{arr.shape[1]}".encode()),
+    ]
+    return np.ascontiguousarray(arr).tobytes(), headers
+
+
+def _as_2d(arr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    if arr.ndim == 1:
+        return arr[:, None]
+    if arr.ndim == 2:
+        return arr
+    raise DecodeError("bad_shape", f"values must be 1-D or 2-D, got {arr.ndim}-D")
+
+
+def _decode_json(key: bytes | None, value: bytes) -> DecodedWindow:
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("undecodable", f"invalid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise DecodeError("undecodable", "JSON window must be an object")
+    try:
+        raw_values = doc["values"]
+        seq = doc.get("seq", 0)
+        raw_time = doc["event_time"]
+    except KeyError as exc:
+        raise DecodeError("missing_field", f"JSON window lacks {exc.args[0]!r}") from exc
+    source = doc.get("source_id") or (key.decode("utf-8", errors="replace") if key else None)
+    if not isinstance(source, str) or not source:
+        raise DecodeError("missing_field", "no source_id in the document or the record key")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise DecodeError("undecodable", f"seq must be a non-negative integer, got {seq!r}")
+    try:
+        if isinstance(raw_time, int | float) and not isinstance(raw_time, bool):
+            event_time_ms = int(raw_time)
+        elif isinstance(raw_time, str):
+            event_time_ms = _to_ms(datetime.fromisoformat(raw_time))
+        else:
+            raise ValueError(f"unsupported type {type(raw_time).__name__}")
+    except ValueError as exc:
+        raise DecodeError("undecodable", f"bad event_time {raw_time!r}: {exc}") from exc
+    try:
+        arr = np.asarray(raw_values, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise DecodeError("bad_shape", f"values are not a numeric list or matrix: {exc}") from exc
+    metadata = doc.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise DecodeError("undecodable", "metadata must be an object")
+    return DecodedWindow(source, seq, event_time_ms, _as_2d(arr), metadata)
+
+
+def _decode_f32(key: bytes | None, value: bytes, hdrs: dict[str, bytes]) -> DecodedWindow:
+    raw_shape = hdrs.get(H_SHAPE)
+    shape_text = raw_shape.decode("utf-8", errors="replace") if raw_shape else None
+    raw_source = hdrs.get(H_SOURCE_ID) or key
+    source = raw_source.decode("utf-8", errors="replace") if raw_source else None
+    if not source:
+        raise DecodeError("missing_field", "no source-id header and no record key")
+    try:
+        seq = int(hdrs.get(H_SEQ) or 0)
+        event_time_ms = int(hdrs.get(H_EVENT_TIME_MS) or b"")
+    except ValueError as exc:
+        raise DecodeError("undecodable", f"bad seq or event-time-ms header: {exc}") from exc
+    if len(value) % 4:
+        raise DecodeError("undecodable", f"{len(value)} bytes is not a whole number of float32")
+    arr = np.frombuffer(value, dtype="<f4")
+    if shape_text:
+        try:
+            dims = tuple(int(d) for d in shape_text.split(","))
+            arr = arr.reshape(dims)
+        except ValueError as exc:
+            raise DecodeError(
+                "bad_shape", f"shape header {shape_text!r} does not fit {arr.size} samples"
+            ) from exc
+    return DecodedWindow(source, seq, event_time_ms, _as_2d(arr.astype(np.float32, copy=False)))
+
+
+def decode_window(key: bytes | None, value: bytes | None, headers: Headers | None) -> DecodedWindow:
+    """Decode one Kafka record into a window.
+
+    Shape against a model, finiteness and size limits are checked by the caller, which knows
+    the model's contract; this checks only that the record is a well-formed window.
+
+    Raises:
+        DecodeError: the record is not a window; ``reason`` says why.
+    """
+    if value is None:
+        raise DecodeError("undecodable", "record has no value (tombstone)")
+    hdrs = dict(headers) if headers else {}  # the last value of a repeated header wins
+    raw_type = hdrs.get(H_CONTENT_TYPE)
+    content_type = raw_type.decode("utf-8", errors="replace") if raw_type else CONTENT_TYPE_JSON
+    base = content_type.split(";", 1)[0].strip().lower()
+    if base == CONTENT_TYPE_JSON:
+        return _decode_json(key, value)
+    if base == CONTENT_TYPE_F32:
+        return _decode_f32(key, value, hdrs)
+    raise DecodeError("unknown_content_type", f"content-type {content_type!r} is not supported")
