@@ -1,0 +1,231 @@
+"""``detector``: the streaming anomaly detector's command line.
+
+Subcommands:
+    run       consume windows, score them, publish alerts (the service)
+    alerts    print alerts readably (``--follow`` to keep watching)
+    schema    print the JSON Schema of the window, alert or event messages
+    inspect   print a model bundle's manifest summary (verifies its checksum)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+
+from detector.errors import BundleError, ConfigError, DetectorError, KafkaUnavailableError
+from detector.kafka_config import parse_extra_options
+from detector.log import configure_logging
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags that were given, as nested settings (they override env and .env)."""
+    o: dict[str, Any] = {}
+    kafka: dict[str, Any] = {}
+    topics: dict[str, Any] = {}
+    threshold: dict[str, Any] = {}
+    if args.bootstrap_servers:
+        kafka["bootstrap_servers"] = args.bootstrap_servers
+    if args.option:
+        kafka["extra"] = parse_extra_options(args.option)
+    for flag, key in (
+        ("windows_topic", "windows"),
+        ("alerts_topic", "alerts"),
+        ("events_topic", "events"),
+        ("dead_letter_topic", "dead_letters"),
+        ("state_topic", "state"),
+        ("partitions", "partitions"),
+    ):
+        if getattr(args, flag) is not None:
+            topics[key] = getattr(args, flag)
+    if args.no_create_topics:
+        topics["create_missing"] = False
+    if args.threshold_method:
+        threshold["method"] = args.threshold_method
+    if args.target_far is not None:
+        threshold["target_far"] = args.target_far
+    for flag in (
+        "bundle",
+        "group_id",
+        "instance_id",
+        "delivery",
+        "max_batch",
+        "max_wait_s",
+        "stop_when_idle_s",
+        "metrics_port",
+        "log_level",
+        "log_format",
+        "startup_timeout_s",
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            o[flag] = value
+    if args.no_metrics:
+        o["metrics_port"] = None
+    for key, group in (("kafka", kafka), ("topics", topics), ("threshold", threshold)):
+        if group:
+            o[key] = group
+    return o
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from detector.service import DetectorService
+    from detector.settings import DetectorSettings
+
+    try:
+        settings = DetectorSettings(**_run_overrides(args))
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc
+    configure_logging(settings.log_level, settings.log_format)
+    log = structlog.get_logger()
+    log.info("loading_bundle", bundle=str(settings.bundle))
+    service = DetectorService.from_bundle(settings)
+    service.install_signal_handlers()
+    service.start()
+    return service.run()
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    from detector.follow import follow_alerts
+    from detector.settings import DetectorSettings
+
+    settings = DetectorSettings()
+    kafka = settings.kafka
+    if args.bootstrap_servers:
+        kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap_servers})
+    with contextlib.suppress(KeyboardInterrupt):
+        follow_alerts(
+            kafka,
+            args.topic or settings.topics.alerts,
+            follow=args.follow,
+            from_beginning=args.from_beginning,
+            as_json=args.json,
+            max_alerts=args.max,
+            timeout_s=args.timeout,
+        )
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from detector.alerts import Alert
+    from detector.events import Event
+    from detector.messages import Window
+
+    schemas: dict[str, Any] = {
+        "window": Window.model_json_schema(),
+        "alert": Alert.model_json_schema(),
+        "event": TypeAdapter(Event).json_schema(),
+    }
+    print(json.dumps(schemas[args.message], indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from detector.bundle import read_manifest
+
+    m = read_manifest(args.bundle)
+    print(f"model      {m.model_id} ({m.arch})")
+    print(f"created    {m.created_at.isoformat()}")
+    print(f"window     {m.window_size} steps x {m.n_channels} channels {m.channel_names}")
+    print(f"normalise  {m.normalisation.method}")
+    print(
+        f"threshold  {m.threshold.value:.6g} for target FAR {m.threshold.target_far:g} "
+        f"({m.threshold.method}, {m.threshold.n_samples} held-out normal windows)"
+    )
+    for key in sorted(m.metrics):
+        print(f"metric     {key} = {m.metrics[key]:.4g}")
+    print("checksum   ok")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="detector", description="Streaming VAE anomaly detector on Kafka."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="consume windows, score, publish alerts",
+        description="Settings come from DETECTOR_* env vars and .env; flags override them.",
+    )
+    run.add_argument("--bundle", type=Path, help="model bundle directory")
+    run.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    run.add_argument(
+        "-X",
+        dest="option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any librdkafka option (repeatable)",
+    )
+    run.add_argument("--windows-topic")
+    run.add_argument("--alerts-topic")
+    run.add_argument("--events-topic")
+    run.add_argument("--dead-letter-topic")
+    run.add_argument("--state-topic")
+    run.add_argument("--partitions", type=int, help="partitions of topics it creates")
+    run.add_argument("--no-create-topics", action="store_true")
+    run.add_argument("--group-id")
+    run.add_argument("--instance-id", help="stable id of this instance (default: hostname)")
+    run.add_argument("--delivery", choices=["exactly-once", "at-least-once"])
+    run.add_argument("--threshold-method", choices=["static", "quantile", "spot"])
+    run.add_argument("--target-far", type=float, help="target false-alarm rate, e.g. 0.01")
+    run.add_argument("--max-batch", type=int)
+    run.add_argument("--max-wait-s", type=float)
+    run.add_argument("--stop-when-idle", dest="stop_when_idle_s", type=float, metavar="SECONDS")
+    run.add_argument("--startup-timeout-s", type=float)
+    run.add_argument("--metrics-port", type=int)
+    run.add_argument("--no-metrics", action="store_true")
+    run.add_argument("--log-level")
+    run.add_argument("--log-format", choices=["auto", "json", "console"])
+    run.set_defaults(func=_cmd_run)
+
+    alerts = sub.add_parser("alerts", help="print alerts readably")
+    alerts.add_argument("--bootstrap-servers")
+    alerts.add_argument("--topic")
+    alerts.add_argument("--follow", "-f", action="store_true", help="keep watching")
+    alerts.add_argument("--from-beginning", action="store_true")
+    alerts.add_argument("--json", action="store_true", help="raw JSON lines")
+    alerts.add_argument("--max", type=int, help="stop after this many")
+    alerts.add_argument("--timeout", type=float, help="stop after this many seconds")
+    alerts.set_defaults(func=_cmd_alerts)
+
+    schema = sub.add_parser("schema", help="print a message JSON Schema")
+    schema.add_argument("message", choices=["window", "alert", "event"])
+    schema.set_defaults(func=_cmd_schema)
+
+    inspect = sub.add_parser("inspect", help="summarise a model bundle")
+    inspect.add_argument("bundle", type=Path)
+    inspect.set_defaults(func=_cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``detector`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, BundleError) as exc:
+        print(f"detector: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KafkaUnavailableError as exc:
+        print(f"detector: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except DetectorError as exc:
+        print(f"detector: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""The detector's pure core: records in; dead letters, alerts, events and state out.
+
+No Kafka, no TensorFlow, no clocks: the service passes records as :class:`InputRecord`,
+the model as anything with ``score(batch)`` (:class:`Scorer`), and the time as an argument.
+One batch goes through two steps so the service can time the model call between them:
+
+1. :meth:`DetectorCore.prepare` decodes and validates every record against the bundle's
+   contract; bad ones become :class:`DeadLetter` values (never exceptions), good ones are
+   stacked into one ``(B, T, C)`` array.
+2. :meth:`DetectorCore.decide` walks the scored windows in stream order: threshold in force
+   per source, episode lifecycle, threshold learning (normal windows only), alerts, events.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from detector.alerts import (
+    Alert,
+    AlertState,
+    ChannelContribution,
+    InputRef,
+    ModelRef,
+    StepContribution,
+    ThresholdRef,
+    alert_id,
+    severity_for,
+)
+from detector.bundle import Manifest
+from detector.errors import DecodeError, DetectorError
+from detector.events import Event
+from detector.lifecycle import EpisodeTracker, Transition
+from detector.messages import DecodedWindow, Headers, decode_window
+from detector.settings import LifecycleSettings
+from detector.threshold import ThresholdBank, ThresholdInfo
+
+__all__ = [
+    "STATE_FORMAT",
+    "DeadLetter",
+    "Decisions",
+    "DetectorCore",
+    "InputRecord",
+    "Prepared",
+    "ScoreArrays",
+    "Scorer",
+]
+
+STATE_FORMAT = 1
+EPISODE_KEY = "episode/"
+THRESHOLD_KEY = "threshold/"
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One consumed Kafka record, as plain data."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that could not be scored, and why."""
+
+    record: InputRecord
+    reason: str
+    detail: str
+
+
+class ScoreArrays(Protocol):
+    """What a scorer returns for a batch of B windows of T steps and C channels."""
+
+    @property
+    def scores(self) -> npt.NDArray[np.float32]: ...  # (B,)
+    @property
+    def step_errors(self) -> npt.NDArray[np.float32]: ...  # (B, T)
+    @property
+    def channel_errors(self) -> npt.NDArray[np.float32]: ...  # (B, C)
+
+
+class Scorer(Protocol):
+    """Scores raw (un-normalised) windows, one call per batch."""
+
+    def score(self, batch: npt.NDArray[np.float32]) -> ScoreArrays: ...
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A decoded, validated batch."""
+
+    records: list[InputRecord]
+    windows: list[DecodedWindow]
+    batch: npt.NDArray[np.float32]
+    dead_letters: list[DeadLetter]
+
+
+@dataclass(slots=True)
+class Decisions:
+    """What one batch decided."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    flagged: int = 0
+    # source_id -> input partition, for sources whose state must be snapshotted now:
+    # episode state whenever it changed (small, every batch), threshold state on a
+    # recalibration or every state_interval_ms (larger).
+    episode_changes: dict[str, int] = field(default_factory=dict)
+    threshold_changes: dict[str, int] = field(default_factory=dict)
+
+
+class DetectorCore:
+    """Decode, validate and decide, for one model bundle.
+
+    Args:
+        manifest: the bundle's manifest (window shape, model identity).
+        bank: per-source thresholds.
+        lifecycle: episode rules.
+        max_message_bytes: larger records are dead-lettered as ``oversize``.
+        state_interval_ms: snapshot a touched source's state at least this often.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        bank: ThresholdBank,
+        lifecycle: LifecycleSettings,
+        max_message_bytes: int = 1 << 20,
+        state_interval_ms: int = 10_000,
+    ) -> None:
+        self.manifest = manifest
+        self.bank = bank
+        self.tracker = EpisodeTracker(lifecycle)
+        self._top_k = lifecycle.top_k
+        self._max_bytes = max_message_bytes
+        self._shape = (manifest.window_size, manifest.n_channels)
+        self._model = ModelRef(
+            name=manifest.model_name, version=manifest.model_version, sha256=manifest.model_sha256
+        )
+        self._state_interval_ms = state_interval_ms
+        self._last_state_ms: dict[str, int] = {}
+        self._last_ref: dict[str, InputRef] = {}
+        self._partition_of: dict[str, int] = {}
+
+    # -- step 1 ---------------------------------------------------------------------------
+
+    def _check(self, record: InputRecord) -> DecodedWindow:
+        if record.value is not None and len(record.value) > self._max_bytes:
+            raise DecodeError("oversize", f"{len(record.value)} bytes > {self._max_bytes}")
+        window = decode_window(record.key, record.value, record.headers)
+        values = window.values
+        if values.shape != self._shape:
+            if values.size == self._shape[0] * self._shape[1] and self._shape[1] == 1:
+                values = values.reshape(self._shape)
+            else:
+                raise DecodeError(
+                    "bad_shape", f"shape {values.shape}, the model expects {self._shape}"
+                )
+        if values is not window.values:
+            window = DecodedWindow(
+                window.source_id, window.seq, window.event_time_ms, values, window.metadata
+            )
+        return window
+
+    def prepare(self, records: list[InputRecord]) -> Prepared:
+        """Decode and validate; never raises for a bad record."""
+        good: list[InputRecord] = []
+        windows: list[DecodedWindow] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            try:
+                windows.append(self._check(record))
+                good.append(record)
+            except DecodeError as exc:
+                dead.append(DeadLetter(record, exc.reason, exc.detail))
+        if not windows:
+            return Prepared(good, windows, np.zeros((0, *self._shape), np.float32), dead)
+        batch = np.stack([w.values for w in windows]).astype(np.float32, copy=False)
+        finite = np.isfinite(batch).all(axis=(1, 2))  # one vectorised check for the batch
+        if not finite.all():
+            for i in np.flatnonzero(~finite):
+                dead.append(DeadLetter(good[i], "non_finite", "values contain NaN or infinity"))
+            keep = np.flatnonzero(finite)
+            good = [good[i] for i in keep]
+            windows = [windows[i] for i in keep]
+            batch = batch[keep]
+        return Prepared(good, windows, batch, dead)
+
+    # -- step 2 ---------------------------------------------------------------------------
+
+    def decide(self, prepared: Prepared, result: ScoreArrays, now_ms: int) -> Decisions:
+        """Thresholds, lifecycle and learning for a scored batch, in stream order."""
+        out = Decisions()
+        scores = np.asarray(result.scores, dtype=np.float64)
+        for i, (record, window) in enumerate(zip(prepared.records, prepared.windows, strict=True)):
+            source = window.source_id
+            score = float(scores[i])
+            info = self.bank.get(source)
+            flagged = score > info.value
+            out.flagged += flagged
+            self._partition_of[source] = record.partition
+            ref = InputRef(
+                topic=record.topic, partition=record.partition, offset=record.offset, seq=window.seq
+            )
+            episode_id = (
+                "ep-"
+                + alert_id(
+                    record.topic, record.partition, record.offset, "episode", self._model.sha256
+                )[:24]
+            )
+            was_open = self.tracker.is_open(source)
+            transition = self.tracker.observe(
+                source, flagged, score, window.event_time_ms, episode_id, arrival_ms=now_ms
+            )
+            if transition is not None:
+                out.alerts.append(
+                    self._alert(
+                        source,
+                        transition,
+                        ref,
+                        window.event_time_ms,
+                        score,
+                        info,
+                        result,
+                        i,
+                        now_ms,
+                    )
+                )
+            is_open = self.tracker.is_open(source)
+            if was_open or is_open:
+                out.episode_changes[source] = record.partition
+            if is_open:
+                self._last_ref[source] = ref
+            else:
+                self._last_ref.pop(source, None)
+            events = self.bank.update(
+                source, score, window.event_time_ms, flagged=flagged, episode_open=is_open
+            )
+            if events:
+                out.events.extend(events)
+                out.threshold_changes[source] = record.partition
+            elif now_ms - self._last_state_ms.get(source, 0) >= self._state_interval_ms:
+                out.threshold_changes[source] = record.partition
+        for source in out.threshold_changes:
+            self._last_state_ms[source] = now_ms
+        return out
+
+    def sweep_idle(self, now_ms: int) -> Decisions:
+        """Resolve episodes of sources that fell silent."""
+        out = Decisions()
+        for source, transition in self.tracker.sweep_idle(now_ms):
+            ref = self._last_ref.pop(source, None) or InputRef(
+                topic="", partition=-1, offset=-1, seq=-1
+            )
+            info = self.bank.get(source)
+            out.alerts.append(
+                self._alert(
+                    source,
+                    transition,
+                    ref,
+                    transition.episode.last_seen_ms,
+                    transition.episode.peak_score,
+                    info,
+                    None,
+                    0,
+                    now_ms,
+                )
+            )
+            out.episode_changes[source] = self._partition_of.get(source, max(ref.partition, 0))
+        return out
+
+    def _alert(
+        self,
+        source: str,
+        transition: Transition,
+        ref: InputRef,
+        event_time_ms: int,
+        score: float,
+        info: ThresholdInfo,
+        result: ScoreArrays | None,
+        row: int,
+        now_ms: int,
+    ) -> Alert:
+        ep = transition.episode
+        top_steps: list[StepContribution] = []
+        top_channels: list[ChannelContribution] = []
+        if result is not None and transition.state is not AlertState.RESOLVED:
+            steps = np.asarray(result.step_errors[row])
+            k = min(self._top_k, steps.size)
+            for j in np.argsort(steps)[::-1][:k]:
+                top_steps.append(StepContribution(step=int(j), error=float(steps[j])))
+            chans = np.asarray(result.channel_errors[row])
+            for j in np.argsort(chans)[::-1][: min(self._top_k, chans.size)]:
+                top_channels.append(
+                    ChannelContribution(
+                        channel=self.manifest.channel_names[int(j)], error=float(chans[j])
+                    )
+                )
+        severity_score = ep.peak_score if transition.state is AlertState.RESOLVED else score
+        return Alert(
+            alert_id=alert_id(
+                ref.topic, ref.partition, ref.offset, transition.state.value, self._model.sha256
+            ),
+            episode_id=ep.episode_id,
+            state=transition.state,
+            source_id=source,
+            severity=severity_for(max(severity_score, ep.peak_score), info.value),
+            input=ref,
+            event_time_ms=event_time_ms,
+            detected_at_ms=now_ms,
+            score=score,
+            peak_score=ep.peak_score,
+            threshold=ThresholdRef(
+                value=info.value,
+                method=info.method,
+                target_far=info.target_far,
+                samples_used=info.samples_used,
+                set_at_ms=info.set_at_ms,
+                scope=info.scope,
+            ),
+            model=self._model,
+            anomalous_windows=ep.anomalous_windows,
+            episode_started_ms=ep.started_ms,
+            resolved_reason=transition.reason,
+            top_steps=top_steps,
+            top_channels=top_channels,
+        )
+
+    # -- state ----------------------------------------------------------------------------
+
+    def state_records(self, decisions: Decisions) -> list[tuple[str, int, bytes | None]]:
+        """(key, input partition, value) records for the compacted state topic.
+
+        Keys are ``episode/<source>`` (value None, a tombstone, once no episode is open) and
+        ``threshold/<source>``.
+        """
+        out: list[tuple[str, int, bytes | None]] = []
+        for source, partition in decisions.episode_changes.items():
+            episode = self.tracker.snapshot(source)
+            value = (
+                None
+                if episode is None
+                else orjson.dumps(
+                    {"format": STATE_FORMAT, "model_sha256": self._model.sha256, "episode": episode}
+                )
+            )
+            out.append((EPISODE_KEY + source, partition, value))
+        for source, partition in decisions.threshold_changes.items():
+            doc = {
+                "format": STATE_FORMAT,
+                "model_sha256": self._model.sha256,
+                "threshold": base64.b64encode(self.bank.snapshot(source)).decode(),
+            }
+            out.append((THRESHOLD_KEY + source, partition, orjson.dumps(doc)))
+        return out
+
+    def restore(self, key: str, data: bytes, partition: int) -> bool:
+        """Put back one state record; False (nothing changed) if unreadable or foreign."""
+        if key.startswith(EPISODE_KEY):
+            kind, source = "episode", key[len(EPISODE_KEY) :]
+        elif key.startswith(THRESHOLD_KEY):
+            kind, source = "threshold", key[len(THRESHOLD_KEY) :]
+        else:
+            return False
+        try:
+            doc = orjson.loads(data)
+            if doc.get("format") != STATE_FORMAT or doc.get("model_sha256") != self._model.sha256:
+                return False  # another model's scores live on another scale
+            if kind == "episode":
+                self.tracker.restore(source, doc["episode"])
+            else:
+                self.bank.restore(source, base64.b64decode(doc["threshold"]))
+        except (
+            orjson.JSONDecodeError,
+            KeyError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            DetectorError,
+        ):
+            return False
+        self._partition_of[source] = partition
+        return True
+
+    def drop_partitions(self, partitions: set[int]) -> list[str]:
+        """Forget the sources last seen on these partitions (revoked); returns them."""
+        gone = [s for s, p in self._partition_of.items() if p in partitions]
+        self.tracker.drop(set(gone))
+        self.bank.drop(gone)
+        for source in gone:
+            self._partition_of.pop(source, None)
+            self._last_ref.pop(source, None)
+            self._last_state_ms.pop(source, None)
+        return gone

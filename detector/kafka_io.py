@@ -1,0 +1,435 @@
+"""The detector's Kafka edge: consumer, transactional producer, admin, state topic.
+
+Clients are created lazily (no network in ``__init__``) and closed in :meth:`close`.
+confluent_kafka errors are translated to :mod:`detector.errors` here.
+
+Publishing a batch (exactly-once)::
+
+    begin_transaction -> produce alerts, events, dead letters, state snapshots
+    -> send_offsets_to_transaction(consumer positions) -> commit_transaction
+
+so a read_committed reader sees a batch's outputs exactly when its input offsets are
+committed. At-least-once: produce, flush, then commit offsets synchronously.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from detector.core import DeadLetter, InputRecord
+from detector.errors import KafkaUnavailableError
+from detector.settings import DetectorSettings
+
+__all__ = ["DLQ_HEADERS", "KafkaIO", "PublishError"]
+
+log = structlog.get_logger()
+
+DLQ_HEADERS = (
+    "dlq-reason",
+    "dlq-detail",
+    "dlq-source-topic",
+    "dlq-source-partition",
+    "dlq-source-offset",
+    "dlq-time-ms",
+)
+H_INPUT_PARTITION = "input-partition"
+
+
+class PublishError(Exception):
+    """A batch could not be published; ``retriable`` says whether a retry may succeed."""
+
+    def __init__(self, message: str, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+def _error_of(exc: KafkaException) -> KafkaError:
+    """The KafkaError inside a KafkaException (librdkafka always puts one there)."""
+    err = exc.args[0] if exc.args else None
+    if isinstance(err, KafkaError):
+        return err
+    return KafkaError(KafkaError._FAIL, str(err))
+
+
+def _to_record(msg: Message) -> InputRecord:
+    ts_type, ts = msg.timestamp()
+    return InputRecord(
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        key=msg.key(),
+        value=msg.value(),
+        headers=msg.headers(),
+        timestamp_ms=ts if ts_type else 0,
+    )
+
+
+class KafkaIO:
+    """Kafka clients for one detector instance."""
+
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        on_assign: Callable[[list[int]], None] | None = None,
+        on_revoke: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self._s = settings
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._admin: AdminClient | None = None
+        self._delivery_errors: list[str] = []
+        self._held: tuple[int, ...] = ()  # kept by the rebalance callbacks
+        self.exactly_once = settings.delivery == "exactly-once"
+        self.transactional_id = f"{settings.group_id}-{settings.instance_id}"
+
+    # -- clients --------------------------------------------------------------------------
+
+    @property
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient(self._s.kafka.client_config())
+        return self._admin
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            conf: dict[str, Any] = {
+                "session.timeout.ms": 10000,
+                "fetch.wait.max.ms": 10,
+                **self._s.kafka.client_config(),
+                "group.id": self._s.group_id,
+                "group.instance.id": self._s.instance_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": self._s.auto_offset_reset,
+                "isolation.level": "read_committed",
+            }
+            self._consumer = Consumer(conf)
+        return self._consumer
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            conf: dict[str, Any] = {
+                "linger.ms": 1,
+                "acks": "all",
+                "enable.idempotence": True,
+                **self._s.kafka.client_config(),
+            }
+            if self.exactly_once:
+                conf["transactional.id"] = self.transactional_id
+                conf.setdefault("transaction.timeout.ms", 30000)
+            self._producer = Producer(conf)
+        return self._producer
+
+    # -- start-up -------------------------------------------------------------------------
+
+    def wait_for_broker(self, timeout_s: float) -> None:
+        """Block until the cluster answers, or raise :class:`KafkaUnavailableError`."""
+        deadline = time.monotonic() + timeout_s
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                meta = self.admin.list_topics(timeout=min(2.0, timeout_s))
+                if meta.brokers:
+                    return
+            except KafkaException as exc:
+                last = exc
+            time.sleep(0.2)
+        raise KafkaUnavailableError(
+            f"no Kafka broker answered at {self._s.kafka.bootstrap_servers} within "
+            f"{timeout_s:g} s" + (f": {last}" if last else "")
+        )
+
+    def partitions_of(self, topic: str) -> int:
+        """Partition count of ``topic`` (0 if it does not exist)."""
+        # Full metadata: asking for one missing topic by name can auto-create it.
+        meta = self.admin.list_topics(timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0
+        return len(meta.partitions)
+
+    def ensure_topics(self, timeout_s: float = 30.0) -> None:
+        """Create the detector's topics if missing (setting ``topics.create_missing``)."""
+        t = self._s.topics
+        topics = self.admin.list_topics(timeout=10).topics
+        existing = set(topics)
+        rf = t.replication_factor
+        windows_meta = topics.get(t.windows)
+        windows_parts = len(windows_meta.partitions) if windows_meta else t.partitions
+        wanted = {
+            t.windows: NewTopic(t.windows, num_partitions=t.partitions, replication_factor=rf),
+            t.alerts: NewTopic(t.alerts, num_partitions=t.partitions, replication_factor=rf),
+            t.events: NewTopic(t.events, num_partitions=1, replication_factor=rf),
+            t.dead_letters: NewTopic(
+                t.dead_letters, num_partitions=t.partitions, replication_factor=rf
+            ),
+            t.state: NewTopic(
+                t.state,
+                num_partitions=windows_parts,
+                replication_factor=rf,
+                config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+            ),
+        }
+        missing = [topic for name, topic in wanted.items() if name not in existing]
+        if not missing:
+            return
+        for name, future in self.admin.create_topics(missing, operation_timeout=timeout_s).items():
+            try:
+                future.result(timeout=timeout_s)
+                log.info("topic_created", topic=name)
+            except KafkaException as exc:
+                if _error_of(exc).code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaUnavailableError(f"could not create topic {name}: {exc}") from exc
+
+    def start(self, timeout_s: float) -> None:
+        """Initialise transactions (fencing a crashed predecessor) and subscribe."""
+        if self.exactly_once:
+            try:
+                self.producer.init_transactions(timeout_s)
+            except KafkaException as exc:
+                raise KafkaUnavailableError(f"init_transactions failed: {exc}") from exc
+        self.consumer.subscribe(
+            [self._s.topics.windows], on_assign=self._assigned, on_revoke=self._revoked
+        )
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in partitions)
+        self._held = tuple(sorted(set(self._held) | set(parts)))
+        log.info("partitions_assigned", partitions=parts)
+        if self._on_assign is not None:
+            self._on_assign(parts)
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in partitions)
+        self._held = tuple(p for p in self._held if p not in parts)
+        log.info("partitions_revoked", partitions=parts)
+        if self._on_revoke is not None:
+            self._on_revoke(parts)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def consume(self, max_records: int, timeout_s: float) -> list[InputRecord]:
+        """Up to ``max_records`` records, waiting at most ``timeout_s``."""
+        out: list[InputRecord] = []
+        for msg in self.consumer.consume(num_messages=max_records, timeout=timeout_s):
+            err = msg.error()
+            if err is None:
+                out.append(_to_record(msg))
+            elif err.code() != KafkaError._PARTITION_EOF:
+                if err.fatal():
+                    raise KafkaUnavailableError(f"fatal consumer error: {err}")
+                log.warning("consumer_error", error=str(err))
+        return out
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err}")
+
+    def publish(
+        self,
+        alerts: Iterable[tuple[bytes, bytes]],
+        events: Iterable[tuple[bytes, bytes]],
+        dead_letters: Iterable[DeadLetter],
+        states: Iterable[tuple[str, int, bytes | None]],
+        now_ms: int,
+    ) -> None:
+        """Publish one batch's outputs and commit its input offsets, atomically if EOS.
+
+        Raises:
+            PublishError: the batch was not committed (aborted); ``retriable`` tells if the
+                caller may rewind and try again.
+        """
+        t = self._s.topics
+        p = self.producer
+        self._delivery_errors.clear()
+        try:
+            if self.exactly_once:
+                p.begin_transaction()
+            for key, payload in alerts:
+                self._produce(t.alerts, key, payload, None)
+            for key, payload in events:
+                self._produce(t.events, key, payload, None)
+            for dl in dead_letters:
+                self._produce(
+                    t.dead_letters, dl.record.key, dl.record.value, self._dlq_headers(dl, now_ms)
+                )
+            n_state = max(1, self._state_partitions())
+            for state_key, partition, state in states:
+                self._produce(
+                    t.state,
+                    state_key.encode(),
+                    state,
+                    [(H_INPUT_PARTITION, str(partition).encode())],
+                    partition=partition % n_state,
+                )
+            positions = self.consumer.position(self.consumer.assignment())
+            positions = [tp for tp in positions if tp.offset >= 0]
+            if self.exactly_once:
+                if positions:
+                    p.send_offsets_to_transaction(
+                        positions, self.consumer.consumer_group_metadata(), 30
+                    )
+                p.commit_transaction(60)
+            else:
+                remaining = p.flush(60)
+                if remaining or self._delivery_errors:
+                    raise PublishError(
+                        f"{remaining} undelivered, errors: {self._delivery_errors[:3]}", True
+                    )
+                if positions:
+                    self.consumer.commit(offsets=positions, asynchronous=False)
+        except KafkaException as exc:
+            err = _error_of(exc)
+            retriable = True
+            if self.exactly_once:
+                if err.txn_requires_abort():
+                    try:
+                        p.abort_transaction(30)
+                    except KafkaException as abort_exc:
+                        raise PublishError(f"abort failed: {abort_exc}", False) from exc
+                elif err.fatal() or not err.retriable():
+                    retriable = False
+            raise PublishError(str(err), retriable) from exc
+        if self._delivery_errors:
+            raise PublishError(f"delivery failed: {self._delivery_errors[:3]}", True)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, str | bytes]] | None,
+        partition: int = -1,
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    partition=partition,
+                    on_delivery=self._delivered,
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: let deliveries drain
+
+    _n_state: int | None = None
+
+    def _state_partitions(self) -> int:
+        if self._n_state is None:
+            self._n_state = self.partitions_of(self._s.topics.state)
+        return self._n_state
+
+    @staticmethod
+    def _dlq_headers(dl: DeadLetter, now_ms: int) -> list[tuple[str, str | bytes]]:
+        r = dl.record
+        extra: list[tuple[str, str | bytes]] = [
+            ("dlq-reason", dl.reason.encode()),
+            ("dlq-detail", dl.detail[:1000].encode()),
+            ("dlq-source-topic", r.topic.encode()),
+            ("dlq-source-partition", str(r.partition).encode()),
+            ("dlq-source-offset", str(r.offset).encode()),
+            ("dlq-time-ms", str(now_ms).encode()),
+        ]
+        return list(r.headers or []) + extra
+
+    def rewind_to_committed(self) -> None:
+        """Seek every assigned partition back to its committed offset (after an abort)."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        for tp in self.consumer.committed(assignment, timeout=30):
+            offset = tp.offset if tp.offset >= 0 else 0
+            if tp.offset < 0 and self._s.auto_offset_reset == "latest":
+                continue
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    def assigned_partitions(self) -> list[int]:
+        """Input partitions this instance holds now (safe to call from any thread)."""
+        return list(self._held)
+
+    def read_state(
+        self, partitions: list[int], timeout_s: float = 30.0
+    ) -> dict[str, tuple[int, bytes]]:
+        """Latest state record per key for these input partitions, from the state topic."""
+        if not partitions:
+            return {}
+        n_state = max(1, self._state_partitions())
+        wanted = set(partitions)
+        state_parts = sorted({p % n_state for p in partitions})
+        reader = Consumer(
+            {
+                **self._s.kafka.client_config(),
+                "group.id": f"{self._s.group_id}-state-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+            }
+        )
+        latest: dict[str, tuple[int, bytes]] = {}
+        try:
+            todo: set[int] = set()
+            assign = []
+            for sp in state_parts:
+                low, high = reader.get_watermark_offsets(
+                    TopicPartition(self._s.topics.state, sp), timeout=10
+                )
+                if high > low:
+                    todo.add(sp)
+                    assign.append(TopicPartition(self._s.topics.state, sp, low))
+            if not assign:
+                return {}
+            reader.assign(assign)
+            deadline = time.monotonic() + timeout_s
+            while todo and time.monotonic() < deadline:
+                for msg in reader.consume(num_messages=1000, timeout=0.5):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            todo.discard(msg.partition() or 0)
+                        continue
+                    headers = dict(msg.headers() or [])
+                    try:
+                        input_partition = int(headers.get(H_INPUT_PARTITION, b"-1"))
+                    except ValueError:
+                        continue
+                    key = msg.key()
+                    if input_partition not in wanted or key is None:
+                        continue
+                    value = msg.value()
+                    if value is None:
+                        latest.pop(key.decode(), None)
+                    else:
+                        latest[key.decode()] = (input_partition, value)
+            if todo:
+                log.warning("state_restore_incomplete", partitions=sorted(todo))
+        finally:
+            reader.close()
+        return latest
+
+    def close(self) -> None:
+        """Leave the group and flush the producer."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None

@@ -1,0 +1,151 @@
+"""Prometheus metrics and the /metrics, /healthz, /readyz endpoint of the detector."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+__all__ = ["DetectorMetrics", "HealthServer"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class DetectorMetrics:
+    """All detector metrics, in a registry of their own (tests build as many as they like).
+
+    Args:
+        max_threshold_sources: at most this many per-source threshold series (bounded
+            label cardinality); further sources are counted in the global series only.
+    """
+
+    def __init__(self, max_threshold_sources: int = 50) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.windows = Counter(
+            "detector_windows", "Input records by outcome.", ["outcome"], registry=r
+        )
+        self.dead_letters = Counter(
+            "detector_dead_letters",
+            "Records sent to the dead-letter topic.",
+            ["reason"],
+            registry=r,
+        )
+        self.alerts = Counter("detector_alerts", "Alerts published.", ["state"], registry=r)
+        self.events = Counter("detector_events", "Events published.", ["type"], registry=r)
+        self.flagged = Counter("detector_flagged_windows", "Windows above threshold.", registry=r)
+        self.batch_size = Histogram(
+            "detector_batch_size",
+            "Records per batch.",
+            buckets=(1, 8, 32, 128, 512, 1024, 2048, 4096, 8192),
+            registry=r,
+        )
+        self.score_seconds = Histogram(
+            "detector_score_seconds",
+            "Model call per batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "detector_batch_seconds",
+            "Whole batch: decode, score, decide, publish, commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_lag = Histogram(
+            "detector_event_lag_seconds",
+            "Event time to commit of the oldest window in each batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "detector_consumer_lag",
+            "Records behind the high watermark.",
+            ["partition"],
+            registry=r,
+        )
+        self.threshold = Gauge("detector_threshold", "Threshold in force.", ["source"], registry=r)
+        self.target_far = Gauge("detector_target_far", "Target false-alarm rate.", registry=r)
+        self.flag_rate = Gauge(
+            "detector_flag_rate", "Flagged share of windows over the last minute.", registry=r
+        )
+        self.calibration_age = Gauge(
+            "detector_calibration_age_seconds",
+            "Since the global threshold was last set.",
+            registry=r,
+        )
+        self.publish_retries = Counter(
+            "detector_publish_retries", "Batches aborted and retried.", registry=r
+        )
+        self.ready = Gauge("detector_ready", "1 when consuming.", registry=r)
+        self._max_sources = max_threshold_sources
+        self._sources: set[str] = set()
+
+    def set_threshold(self, source: str, value: float) -> None:
+        """Record a source's threshold if it is within the cardinality budget."""
+        if source in self._sources or len(self._sources) < self._max_sources:
+            self._sources.add(source)
+            self.threshold.labels(source=source).set(value)
+
+
+class HealthServer:
+    """Serves /metrics, /healthz (loop alive) and /readyz (consuming) on a daemon thread."""
+
+    def __init__(self, metrics: DetectorMetrics, host: str, port: int, stale_s: float = 60.0):
+        self.metrics = metrics
+        self.heartbeat = time.monotonic()
+        self.is_ready = False
+        self._stale_s = stale_s
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    body = generate_latest(server.metrics.registry)
+                    self._send(200, body, CONTENT_TYPE_LATEST)
+                elif self.path.startswith("/healthz"):
+                    ok = time.monotonic() - server.heartbeat < server._stale_s
+                    self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+                elif self.path.startswith("/readyz"):
+                    ok = server.is_ready
+                    self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                else:
+                    self._send(404, b"not found\n")
+
+            def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # scrapes every few seconds are not worth a log line
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        """Begin serving."""
+        self._thread.start()
+
+    def beat(self) -> None:
+        """The loop is alive."""
+        self.heartbeat = time.monotonic()
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._httpd.shutdown()
+        self._httpd.server_close()

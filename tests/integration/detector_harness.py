@@ -1,0 +1,123 @@
+"""Run a DetectorService in a thread against the real broker, for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from detector.bundle import Manifest
+from detector.core import DetectorCore, Scorer
+from detector.service import DetectorService
+from detector.settings import DetectorSettings
+from detector.threshold import ThresholdBank
+from tests.kafka_helpers import unique_name, wait_until
+
+
+def settings_for(bootstrap: str, **overrides: Any) -> DetectorSettings:
+    """Settings with topics, group and instance of their own."""
+    tag = unique_name("det")
+    base: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "topics": {
+            "windows": f"{tag}-windows",
+            "alerts": f"{tag}-alerts",
+            "events": f"{tag}-events",
+            "dead_letters": f"{tag}-dlq",
+            "state": f"{tag}-state",
+            "partitions": 2,
+        },
+        "group_id": f"{tag}-group",
+        "instance_id": f"{tag}-1",
+        "metrics_port": None,
+        "max_wait_s": 0.05,
+        "startup_timeout_s": 30,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return DetectorSettings(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+def build_service(
+    settings: DetectorSettings, manifest: Manifest, scorer: Scorer
+) -> DetectorService:
+    bank = ThresholdBank(
+        settings.threshold, manifest.reference_errors.sample, manifest.threshold.value
+    )
+    core = DetectorCore(
+        manifest, bank, settings.lifecycle, max_message_bytes=settings.max_message_bytes
+    )
+    return DetectorService(settings, scorer, core)
+
+
+@contextlib.contextmanager
+def running(service: DetectorService) -> Iterator[DetectorService]:
+    """Start the service, run its loop in a thread, stop and join it on exit."""
+    service.start()
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # surfaced in the test thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.request_stop()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the detector loop did not stop"
+    if errors:
+        raise errors[0]
+
+
+def produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None, Any]]
+) -> None:
+    """Produce (key, value, headers) records and fail on any delivery error."""
+    failures: list[str] = []
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for key, value, headers in records:
+        producer.produce(
+            topic,
+            key=key,
+            value=value,
+            headers=headers,
+            on_delivery=lambda err, _m: failures.append(str(err)) if err else None,
+        )
+    assert producer.flush(30) == 0
+    assert failures == []
+
+
+def committed_count(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Sum of the group's committed offsets over the topic's partitions."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    except KafkaException:
+        return -1  # coordinator still loading: the caller's bounded wait asks again
+    finally:
+        consumer.close()
+
+
+def wait_committed(
+    bootstrap: str, group: str, topic: str, partitions: int, n: int, timeout_s: float = 60
+) -> None:
+    wait_until(
+        lambda: committed_count(bootstrap, group, topic, partitions) >= n,
+        timeout_s,
+        f"{n} committed input offsets",
+    )
+
+
+Counter = Callable[[], int]

@@ -1,0 +1,103 @@
+"""The detector's Kafka path on a real broker (model replaced by a plain function)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from detector.alerts import Alert, AlertState
+from detector.messages import H_CONTENT_TYPE, encode_binary, encode_json
+from tests.integration.detector_harness import (
+    build_service,
+    produce,
+    running,
+    settings_for,
+    wait_committed,
+)
+from tests.kafka_helpers import consume_records
+from tests.unit.helpers import MeanScorer, make_manifest
+
+pytestmark = pytest.mark.integration
+
+
+def _window(source: str, seq: int, level: float, binary: bool = False):
+    values = np.full(8, level, dtype=np.float32)
+    if binary:
+        value, headers = encode_binary(source, seq, 1_000 * seq, values)
+        return source.encode(), value, headers
+    return source.encode(), encode_json(source, seq, 1_000 * seq, values), None
+
+
+def test_malformed_records_go_to_dead_letters_and_the_rest_is_scored(kafka_bootstrap: str) -> None:
+    s = settings_for(kafka_bootstrap, max_message_bytes=4096)
+    service = build_service(s, make_manifest(), MeanScorer())
+    good = [_window(f"src-{i % 3}", i, 0.1, binary=i % 2 == 1) for i in range(40)]
+    nan_value, nan_headers = encode_binary("src-0", 99, 0, np.full(8, np.inf))
+    bad = [
+        (b"src-0", b"{not json", [("trace", b"keep-me")]),
+        (
+            b"src-0",
+            orjson.dumps({"source_id": "src-0", "event_time": 0, "values": [1.0] * 5}),
+            None,
+        ),
+        (b"src-0", nan_value, nan_headers),
+        (b"src-0", b"z" * 5000, None),
+        (b"src-0", b"<xml/>", [(H_CONTENT_TYPE, b"text/xml")]),
+        (b"src-0", None, None),
+    ]
+    with running(service):
+        produce(kafka_bootstrap, s.topics.windows, good[:20] + bad + good[20:])
+        wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(good) + len(bad))
+        dead = consume_records(kafka_bootstrap, s.topics.dead_letters, len(bad))
+    reasons = sorted(dict(m.headers())["dlq-reason"].decode() for m in dead)
+    assert reasons == sorted(
+        [
+            "undecodable",
+            "bad_shape",
+            "non_finite",
+            "oversize",
+            "unknown_content_type",
+            "undecodable",
+        ]
+    )
+    by_value = {m.value(): m for m in dead}
+    first = by_value[b"{not json"]
+    headers = dict(first.headers())
+    assert first.key() == b"src-0"
+    assert headers["trace"] == b"keep-me"  # original headers kept
+    assert headers["dlq-source-topic"].decode() == s.topics.windows
+    assert int(headers["dlq-source-offset"]) >= 0
+    scored = service.metrics.windows.labels(outcome="scored")._value.get()
+    assert scored == len(good)
+
+
+def test_a_burst_from_one_source_is_one_episode(kafka_bootstrap: str) -> None:
+    s = settings_for(
+        kafka_bootstrap, lifecycle={"resolve_after_windows": 4, "ongoing_interval_s": 5}
+    )
+    service = build_service(s, make_manifest(), MeanScorer())
+    levels = [0.1] * 10 + [2.0 + 0.1 * i for i in range(30)] + [0.1] * 10
+    records = [_window("pump-7", i, lvl) for i, lvl in enumerate(levels)]
+    records += [_window("pump-8", i, 0.1) for i in range(50)]
+    with running(service):
+        produce(kafka_bootstrap, s.topics.windows, records)
+        wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(records))
+        msgs = consume_records(
+            kafka_bootstrap,
+            s.topics.alerts,
+            1,
+            until=lambda m: b'"resolved"' in (m.value() or b""),
+        )
+    alerts = [Alert.model_validate_json(m.value()) for m in msgs]
+    states = [a.state for a in alerts]
+    assert states[0] is AlertState.OPENED and states[-1] is AlertState.RESOLVED
+    assert states.count(AlertState.OPENED) == 1
+    assert states.count(AlertState.RESOLVED) == 1
+    # 30 anomalous windows 1 s apart, at most one update per 5 s.
+    assert 1 <= states.count(AlertState.ONGOING) <= 6
+    assert {a.episode_id for a in alerts} == {alerts[0].episode_id}
+    assert {a.source_id for a in alerts} == {"pump-7"}
+    assert alerts[-1].anomalous_windows == 30
+    assert alerts[-1].peak_score == pytest.approx(2.0 + 0.1 * 29, rel=1e-5)
+    assert {m.key() for m in msgs} == {b"pump-7"}
