@@ -80,11 +80,25 @@ class DetectorMetrics:
         self.flag_rate = Gauge(
             "detector_flag_rate", "Flagged share of windows over the last minute.", registry=r
         )
-        self.calibration_age = Gauge(
-            "detector_calibration_age_seconds",
-            "Since the global threshold was last set.",
+        self.source_flag_rate = Gauge(
+            "detector_source_flag_rate",
+            "Realised share of normal-time windows flagged, per source (compare with target).",
+            ["source"],
             registry=r,
         )
+        self.calibration_age = Gauge(
+            "detector_calibration_age_seconds",
+            "Event time since the source's threshold was last set.",
+            ["source"],
+            registry=r,
+        )
+        self.drift_statistic = Gauge(
+            "detector_drift_statistic",
+            "Last drift test statistic (KS D or PSI) per source.",
+            ["source"],
+            registry=r,
+        )
+        self.sources = Gauge("detector_sources", "Sources with threshold state.", registry=r)
         self.publish_retries = Counter(
             "detector_publish_retries", "Batches aborted and retried.", registry=r
         )
@@ -92,11 +106,24 @@ class DetectorMetrics:
         self._max_sources = max_threshold_sources
         self._sources: set[str] = set()
 
-    def set_threshold(self, source: str, value: float) -> None:
-        """Record a source's threshold if it is within the cardinality budget."""
-        if source in self._sources or len(self._sources) < self._max_sources:
-            self._sources.add(source)
-            self.threshold.labels(source=source).set(value)
+    def set_source(
+        self,
+        source: str,
+        threshold: float,
+        flag_rate: float,
+        calibration_age_s: float | None,
+        drift_statistic: float | None,
+    ) -> None:
+        """Per-source gauges, for at most ``max_threshold_sources`` sources (bounded labels)."""
+        if source not in self._sources and len(self._sources) >= self._max_sources:
+            return
+        self._sources.add(source)
+        self.threshold.labels(source=source).set(threshold)
+        self.source_flag_rate.labels(source=source).set(flag_rate)
+        if calibration_age_s is not None:
+            self.calibration_age.labels(source=source).set(calibration_age_s)
+        if drift_statistic is not None:
+            self.drift_statistic.labels(source=source).set(drift_statistic)
 
 
 class HealthServer:

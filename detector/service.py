@@ -273,8 +273,19 @@ class DetectorService:
                         max(0, high - tp.offset)
                     )
             bank = self.core.bank
-            for source in bank.sources()[:50]:
-                self.metrics.set_threshold(source, bank.get(source).value)
+            sources = bank.sources()
+            self.metrics.sources.set(len(sources))
+            self.metrics.threshold.labels(source="_global").set(bank.global_info.value)
+            for source in sources[:50]:
+                st = bank.stats(source)
+                age = st.calibration_age_ms
+                self.metrics.set_source(
+                    source,
+                    st.threshold,
+                    st.flag_rate,
+                    age / 1000 if age is not None else None,
+                    st.drift_statistic,
+                )
         except Exception as exc:
             log.debug("lag_update_failed", error=str(exc))
 
