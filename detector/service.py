@@ -62,6 +62,8 @@ class DetectorService:
         self.io = KafkaIO(settings, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.health: HealthServer | None = None
         self._stop = threading.Event()
+        # Committed since start: the stop log line reports these.
+        self.totals = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
         m = core.manifest
         self._empty = EmptyScores.of(m.window_size, m.n_channels)
         self.metrics.target_far.set(settings.threshold.target_far)
@@ -159,8 +161,8 @@ class DetectorService:
                 if mono - last_sweep >= 1.0:
                     last_sweep = mono
                     swept = self.core.sweep_idle(_now_ms())
-                    if swept.alerts:
-                        self._publish_with_retry(swept, [])
+                    if swept.alerts and self._publish_with_retry(swept, []):
+                        self._count_outputs(swept)
                 if mono - last_lag >= 10.0:
                     last_lag = mono
                     self._update_lag()
@@ -183,7 +185,7 @@ class DetectorService:
                 if not ok:
                     continue
                 elapsed = time.perf_counter() - started
-                self._record(prepared, decisions.flagged, len(decisions.alerts), score_s, elapsed)
+                self._record(prepared, decisions, score_s, elapsed)
                 minute["flagged"] += decisions.flagged
                 minute["scored"] += len(prepared.windows)
                 if mono - minute["start"] >= 60 and minute["scored"]:
@@ -245,22 +247,33 @@ class DetectorService:
                 return False
 
     def _record(
-        self, prepared: Prepared, flagged: int, n_alerts: int, score_s: float, elapsed: float
+        self, prepared: Prepared, decisions: Decisions, score_s: float, elapsed: float
     ) -> None:
         m = self.metrics
         n_ok = len(prepared.windows)
+        self.totals["scored"] += n_ok
+        self.totals["dead_letters"] += len(prepared.dead_letters)
+        self._count_outputs(decisions)
         m.windows.labels(outcome="scored").inc(n_ok)
         if prepared.dead_letters:
             m.windows.labels(outcome="dead_letter").inc(len(prepared.dead_letters))
             for dl in prepared.dead_letters:
                 m.dead_letters.labels(reason=dl.reason).inc()
-        m.flagged.inc(flagged)
+        m.flagged.inc(decisions.flagged)
         m.batch_size.observe(len(prepared.records) + len(prepared.dead_letters))
         m.score_seconds.observe(score_s)
         m.batch_seconds.observe(elapsed)
         if prepared.windows:
             oldest = min(w.event_time_ms for w in prepared.windows)
             m.event_lag.observe(max(0.0, (_now_ms() - oldest) / 1000))
+
+    def _count_outputs(self, decisions: Decisions) -> None:
+        for alert in decisions.alerts:
+            self.metrics.alerts.labels(state=alert.state.value).inc()
+        for event in decisions.events:
+            self.metrics.events.labels(type=event.type).inc()
+        self.totals["alerts"] += len(decisions.alerts)
+        self.totals["events"] += len(decisions.events)
 
     def _update_lag(self) -> None:
         try:
@@ -297,4 +310,4 @@ class DetectorService:
         self.io.close()
         if self.health is not None:
             self.health.stop()
-        log.info("detector_stopped")
+        log.info("detector_stopped", **self.totals)
