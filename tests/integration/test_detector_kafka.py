@@ -102,3 +102,77 @@ def test_a_burst_from_one_source_is_one_episode(kafka_bootstrap: str) -> None:
     assert alerts[-1].peak_score == pytest.approx(2.0 + 0.1 * 29, rel=1e-5)
     assert {m.key() for m in msgs} == {b"pump-7"}
     assert service.totals["alerts"] == len(alerts)
+
+
+def test_at_least_once_mode_publishes_and_commits_without_transactions(
+    kafka_bootstrap: str,
+) -> None:
+    s = settings_for(kafka_bootstrap, delivery="at-least-once")
+    service = build_service(s, make_manifest(), MeanScorer())
+    assert not service.io.exactly_once
+    records = [_window("a", i, 3.0 if 5 <= i < 8 else 0.1) for i in range(20)]
+    with running(service):
+        produce(kafka_bootstrap, s.topics.windows, records)
+        wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(records))
+        msgs = consume_records(kafka_bootstrap, s.topics.alerts, 2)
+    alerts = [Alert.model_validate_json(m.value()) for m in msgs]
+    assert [(a.state, a.input.offset) for a in alerts] == [
+        (AlertState.OPENED, 5),
+        (AlertState.RESOLVED, 12),
+    ]
+
+
+def test_metrics_health_and_readiness_endpoints(kafka_bootstrap: str) -> None:
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    from kafka_local import free_port  # noqa: PLC0415
+    from tests.kafka_helpers import wait_until  # noqa: PLC0415
+
+    port = free_port()
+    s = settings_for(kafka_bootstrap, metrics_port=port, metrics_host="127.0.0.1")
+    service = build_service(s, make_manifest(), MeanScorer())
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    with running(service):
+        wait_until(lambda: get("/readyz")[0] == 200, 30, "readiness")
+        produce(
+            kafka_bootstrap,
+            s.topics.windows,
+            [_window("a", i, 0.1) for i in range(10)] + [(b"a", b"{bad", None)],
+        )
+        wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, 11)
+        status, body = get("/metrics")
+        assert get("/healthz")[0] == 200
+    assert status == 200
+    assert 'detector_windows_total{outcome="scored"} 10.0' in body
+    assert 'detector_dead_letters_total{reason="undecodable"} 1.0' in body
+    assert "detector_score_seconds_bucket" in body
+    assert "detector_target_far 0.01" in body
+
+
+def test_alerts_command_prints_readable_lines(kafka_bootstrap: str) -> None:
+    import io  # noqa: PLC0415
+
+    from detector.follow import follow_alerts  # noqa: PLC0415
+
+    s = settings_for(kafka_bootstrap, lifecycle={"resolve_after_windows": 2})
+    service = build_service(s, make_manifest(), MeanScorer())
+    records = [_window("pump-3", i, 2.5 if 3 <= i < 6 else 0.1) for i in range(12)]
+    with running(service):
+        produce(kafka_bootstrap, s.topics.windows, records)
+        wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(records))
+    out = io.StringIO()
+    printed = follow_alerts(
+        s.kafka, s.topics.alerts, follow=False, from_beginning=True, out=out, timeout_s=30
+    )
+    lines = out.getvalue().splitlines()
+    assert printed == len(lines) == 2
+    assert "OPENED" in lines[0] and "pump-3" in lines[0] and "(quantile," in lines[0]
+    assert "RESOLVED" in lines[1] and "over 3 windows" in lines[1]
