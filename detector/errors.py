@@ -8,6 +8,7 @@ The tree::
     │   ├── BundleChecksumError    model.keras does not match the manifest's sha256
     │   └── BundleSchemaError      manifest missing, unreadable or of another schema version
     ├── DecodeError            one input record that cannot be scored (-> dead-letter topic)
+    ├── ThresholdStateError    a threshold snapshot that cannot be restored (threshold_state)
     └── KafkaUnavailableError  the broker could not be reached within the start-up budget
 
 Library errors (confluent_kafka, keras, pydantic) are translated at the edge with

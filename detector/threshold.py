@@ -3,7 +3,10 @@
 A :class:`ThresholdBank` keeps, for each ``source_id``, a ring buffer of that source's recent
 normal scores and the threshold derived from it; a global fallback computed once from the
 bundle's reference errors serves sources that have not yet seen ``min_samples`` normal windows.
-Pure: numpy, pydantic and orjson; time comes in as ``now_ms``.
+Pure: numpy, pydantic and orjson; time comes in as ``now_ms``. The settings and value types
+(:class:`ThresholdConfig`, :class:`ThresholdInfo`, :class:`SourceStats`) live in
+:mod:`detector.threshold_config`, the per-source state and its snapshot format in
+:mod:`detector.threshold_state`; this module re-exports their public names.
 
 Methods (``ThresholdConfig.method``):
 
@@ -75,16 +78,12 @@ import math
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from detector.drift import change_point, drift_test, per_test_alpha
-from detector.errors import ConfigError, DetectorError
+from detector.drift import change_point, drift_test
+from detector.errors import ConfigError
 from detector.events import DriftDetected, Event, RetrainRecommended, ThresholdRecalibrated
 from detector.spot import (
     TailEstimate,
@@ -92,6 +91,14 @@ from detector.spot import (
     estimate_threshold,
     guard_bias,
     spot_quantile,
+)
+from detector.threshold_config import SourceStats, ThresholdConfig, ThresholdInfo
+from detector.threshold_state import (
+    SNAPSHOT_VERSION,
+    SourceState,
+    ThresholdStateError,
+    decode_snapshot,
+    encode_snapshot,
 )
 
 __all__ = [
@@ -103,285 +110,7 @@ __all__ = [
     "ThresholdStateError",
 ]
 
-SNAPSHOT_VERSION = 1
-_MAGIC = b"THRS"
-_PREFIX = struct.Struct("<4sBI")  # magic, version, header length
 _MIN_KEEP_AFTER_DRIFT = 100
-
-Method = Literal["static", "quantile", "spot"]
-
-
-class ThresholdStateError(DetectorError):
-    """A threshold snapshot that cannot be restored (corrupt, another version or model)."""
-
-
-class ThresholdConfig(BaseModel):
-    """Threshold settings (nested in the detector's settings as ``DETECTOR_THRESHOLD__*``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    method: Method = Field("quantile", description="'static', 'quantile' or 'spot'.")
-    target_far: float = Field(
-        0.01,
-        gt=0,
-        lt=0.5,
-        description="Promised false-alarm rate: share of normal windows flagged.",
-    )
-    window: int = Field(
-        5000, ge=100, le=1_000_000, description="Normal scores kept per source (ring buffer)."
-    )
-    min_samples: int = Field(
-        500, ge=20, description="A source's own normal windows before its first own threshold."
-    )
-    recalibrate_every: int = Field(
-        100, ge=1, description="Accepted windows between recalibrations."
-    )
-    max_step_ratio: float = Field(
-        1.25, gt=1.0, description="One recalibration moves the threshold at most by this factor."
-    )
-    min_change_ratio: float = Field(
-        0.01,
-        ge=0.0,
-        lt=0.5,
-        description="Relative changes smaller than this are not applied (fewer events).",
-    )
-    prior_weight: int = Field(
-        500, ge=0, description="Bundle reference points topping up a source's window (warm start)."
-    )
-    max_sources: int = Field(10_000, ge=1, description="Sources kept; least recently used evicted.")
-    tail_fraction: float = Field(
-        0.02,
-        gt=0,
-        lt=0.5,
-        description="Share of the window above the tail anchor (raised to 3 x target_far).",
-    )
-    min_peaks: int = Field(
-        30, ge=5, description="SPOT: fewer excesses fit an exponential tail instead of a GPD."
-    )
-    contamination_slack: float = Field(
-        1.5,
-        ge=1.0,
-        description="Censored counts beyond this times the unflagged-tail prediction are "
-        "taken as anomalies and not allowed to raise the threshold.",
-    )
-    drift_statistic: Literal["ks", "psi", "off"] = "ks"
-    drift_recent: int = Field(1000, ge=50, description="Newest scores compared with the rest.")
-    drift_reference_min: int = Field(
-        1000, ge=50, description="Older scores needed in the window before testing."
-    )
-    drift_check_every: int = Field(500, ge=1, description="Accepted windows between drift tests.")
-    drift_false_alarms_per_million: float = Field(
-        1.0, gt=0, description="Budget: expected false drift detections per source per 1e6 windows."
-    )
-    drift_rearm_p: float = Field(
-        0.05, gt=0, lt=1, description="After a detection, re-arm once a test has p >= this."
-    )
-    psi_bins: int = Field(10, ge=2, le=100)
-    retrain_ratio: float = Field(
-        3.0,
-        gt=1.0,
-        description="Threshold beyond this factor of the bundle's: recommend retraining.",
-    )
-    retrain_rearm_ratio: float = Field(
-        2.0, gt=1.0, description="Re-arm the retrain advice once back within this factor."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> ThresholdConfig:
-        if self.min_samples > self.window:
-            raise ValueError("min_samples must not exceed window")
-        if self.drift_statistic != "off" and self.drift_recent + self.drift_reference_min > (
-            self.window
-        ):
-            raise ValueError("drift_recent + drift_reference_min must not exceed window")
-        if self.retrain_rearm_ratio > self.retrain_ratio:
-            raise ValueError("retrain_rearm_ratio must not exceed retrain_ratio")
-        if self.method == "quantile" and self.window * self.target_far < 5:
-            raise ValueError(
-                "window * target_far < 5: an empirical quantile cannot resolve that rate; "
-                "use method='spot' or a larger window"
-            )
-        if self.drift_statistic != "off" and self.drift_alpha >= self.drift_rearm_p:
-            raise ValueError("the per-test drift level must be below drift_rearm_p")
-        return self
-
-    @property
-    def drift_alpha(self) -> float:
-        """Per-test level of the drift test (from the false-alarm budget)."""
-        return per_test_alpha(self.drift_false_alarms_per_million, self.drift_check_every)
-
-
-@dataclass(frozen=True, slots=True)
-class ThresholdInfo:
-    """The threshold in force for a source and how it was set (alerts carry this).
-
-    Attributes:
-        value: flag a window when its score is above this.
-        method: ``"static"``, ``"quantile"`` or ``"spot"``.
-        target_far: the false-alarm rate it was calibrated for.
-        samples_used: the source's own windows in the reference it was computed from,
-            censored (flagged) ones included (for the global fallback: the bundle's reference
-            sample size).
-        set_at_ms: event time of the window that set it; None for the global fallback.
-        scope: ``"source"`` (the source's own) or ``"global"`` (the bundle warm start).
-    """
-
-    value: float
-    method: str
-    target_far: float
-    samples_used: int
-    set_at_ms: int | None
-    scope: Literal["source", "global"]
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStats:
-    """Counters and gauges of one source, for metrics and health checks.
-
-    Counters are cumulative since the source was created (or restored with them); event
-    times are the windows' (ms).
-
-    Attributes:
-        threshold, scope, method, target_far: the threshold in force (see ThresholdInfo).
-        flag_rate: realised share of windows flagged outside episodes, exponentially
-            weighted with a half-life of ``window`` windows: compare with ``target_far``.
-        seen: windows offered to :meth:`ThresholdBank.update`.
-        flagged: of which flagged.
-        accepted: of which entered the reference (scores and censored ones).
-        excluded_episode: of which left out because an episode was open.
-        censored: of which entered censored (flagged, outside or opening an episode).
-        window_censored: censored entries in the reference now.
-        last_estimator: path of the last estimate: ``empirical``, ``tail`` or ``guarded``
-            (flagged windows outnumbered what normal data would give: anomalies).
-        expected_censored: the guard's prediction at the last estimate.
-        invalid: NaN, infinite or negative scores ignored.
-        window_n: entries in the reference now (<= ``window``).
-        recalibrations: estimates made (changes are fewer: bounded, with a dead band).
-        set_at_ms: when the value in force was set; None while on the global fallback.
-        calibrated_at_ms: when it was last re-estimated (changed or not).
-        last_seen_ms: the newest window's time.
-        calibration_age_ms: ``last_seen_ms - set_at_ms``, or None.
-        drift_armed: False between a detection and the test that re-arms it.
-        drift_statistic, drift_p_value: the last drift test's.
-        drift_detections: DriftDetected events emitted.
-        retrain_armed: False after a RetrainRecommended until the ratio comes back.
-    """
-
-    source_id: str
-    threshold: float
-    scope: str
-    method: str
-    target_far: float
-    flag_rate: float
-    seen: int
-    flagged: int
-    accepted: int
-    excluded_episode: int
-    censored: int
-    window_censored: int
-    last_estimator: str | None
-    expected_censored: float | None
-    invalid: int
-    window_n: int
-    recalibrations: int
-    set_at_ms: int | None
-    calibrated_at_ms: int | None
-    last_seen_ms: int | None
-    calibration_age_ms: int | None
-    drift_armed: bool
-    drift_statistic: float | None
-    drift_p_value: float | None
-    drift_detections: int
-    retrain_armed: bool
-
-
-class _State:
-    """Mutable per-source state. Every field is in the snapshot."""
-
-    __slots__ = (
-        "accepted", "buf", "calibrated_at_ms", "censored", "drift_armed", "drift_detections",
-        "drift_p", "drift_value", "excl_episode", "expected_censored", "flag_ewma", "flagged",
-        "info", "invalid", "last_ms", "last_path", "n", "own", "pos", "prev_flagged",
-        "prev_open", "recals", "retrain_armed", "seen", "since_drift", "since_recal", "value",
-        "warm",
-    )  # fmt: skip
-
-    def __init__(self, value: float, capacity: int) -> None:
-        self.buf: npt.NDArray[np.float32] = np.empty(capacity, dtype=np.float32)
-        self.n = 0  # scores held (<= window)
-        self.pos = 0  # next write index
-        self.value = value  # threshold in force (the global one until `own`)
-        self.own = False
-        self.info: ThresholdInfo | None = None
-        self.warm = True  # top the window up with the bundle prior until it fills
-        self.seen = 0
-        self.flagged = 0
-        self.accepted = 0
-        self.excl_episode = 0
-        self.censored = 0
-        self.last_path: str | None = None
-        self.expected_censored: float | None = None
-        self.invalid = 0
-        self.since_recal = 0
-        self.since_drift = 0
-        self.recals = 0
-        self.prev_open = False
-        self.prev_flagged = False
-        self.flag_ewma = 0.0
-        self.last_ms: int | None = None
-        self.calibrated_at_ms: int | None = None
-        self.drift_armed = True
-        self.drift_value: float | None = None
-        self.drift_p: float | None = None
-        self.drift_detections = 0
-        self.retrain_armed = True
-
-
-# _State fields persisted as they are (buf, n, pos and info are handled separately).
-_PERSISTED = (
-    "value", "own", "warm", "seen", "flagged", "accepted", "excl_episode", "censored",
-    "last_path", "expected_censored",
-    "invalid", "since_recal", "since_drift", "recals", "prev_open", "prev_flagged", "flag_ewma",
-    "last_ms", "calibrated_at_ms", "drift_armed", "drift_value", "drift_p", "drift_detections",
-    "retrain_armed",
-)  # fmt: skip
-
-
-class _SnapshotHeader(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    fingerprint: str
-    source_id: str
-    n: int = Field(ge=0)
-    pos: int = Field(ge=0)
-    value: float = Field(gt=0)
-    own: bool
-    method: str
-    target_far: float
-    samples_used: int = Field(ge=0)
-    set_at_ms: int | None
-    warm: bool
-    seen: int = Field(ge=0)
-    flagged: int = Field(ge=0)
-    accepted: int = Field(ge=0)
-    excl_episode: int = Field(ge=0)
-    censored: int = Field(ge=0)
-    last_path: str | None
-    expected_censored: float | None
-    invalid: int = Field(ge=0)
-    since_recal: int = Field(ge=0)
-    since_drift: int = Field(ge=0)
-    recals: int = Field(ge=0)
-    prev_open: bool
-    prev_flagged: bool
-    flag_ewma: float
-    last_ms: int | None
-    calibrated_at_ms: int | None
-    drift_armed: bool
-    drift_value: float | None
-    drift_p: float | None
-    drift_detections: int = Field(ge=0)
-    retrain_armed: bool
 
 
 class ThresholdBank:
@@ -416,7 +145,7 @@ class ThresholdBank:
         self._recommended = float(recommended)
         self._global = self._global_info(ref)
         self._guard_bias = guard_bias(ref, config.target_far)
-        self._states: OrderedDict[str, _State] = OrderedDict()
+        self._states: OrderedDict[str, SourceState] = OrderedDict()
         self._dirty: set[str] = set()
         self._evictions = 0
         self._ewma_k = 1.0 - 0.5 ** (1.0 / config.window)  # half-life: one window
@@ -470,38 +199,7 @@ class ThresholdBank:
     def stats(self, source_id: str) -> SourceStats:
         """Counters and gauges of a source (``KeyError`` when not held)."""
         st = self._states[source_id]
-        info = self.get(source_id)
-        age = None
-        if st.last_ms is not None and info.set_at_ms is not None:
-            age = st.last_ms - info.set_at_ms
-        return SourceStats(
-            source_id=source_id,
-            threshold=info.value,
-            scope=info.scope,
-            method=info.method,
-            target_far=self.config.target_far,
-            flag_rate=st.flag_ewma,
-            seen=st.seen,
-            flagged=st.flagged,
-            accepted=st.accepted,
-            excluded_episode=st.excl_episode,
-            censored=st.censored,
-            window_censored=int(np.count_nonzero(st.buf[: st.n] < 0)),
-            last_estimator=st.last_path,
-            expected_censored=st.expected_censored,
-            invalid=st.invalid,
-            window_n=st.n,
-            recalibrations=st.recals,
-            set_at_ms=info.set_at_ms,
-            calibrated_at_ms=st.calibrated_at_ms,
-            last_seen_ms=st.last_ms,
-            calibration_age_ms=age,
-            drift_armed=st.drift_armed,
-            drift_statistic=st.drift_value,
-            drift_p_value=st.drift_p,
-            drift_detections=st.drift_detections,
-            retrain_armed=st.retrain_armed,
-        )
+        return st.stats(source_id, self.get(source_id), self.config.target_far)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -574,7 +272,7 @@ class ThresholdBank:
 
     # -- recalibration and drift -----------------------------------------------------------
 
-    def _maintain(self, source_id: str, st: _State, now_ms: int) -> list[Event]:
+    def _maintain(self, source_id: str, st: SourceState, now_ms: int) -> list[Event]:
         cfg = self.config
         events: list[Event] = []
         if cfg.drift_statistic != "off" and st.since_drift >= cfg.drift_check_every:
@@ -586,7 +284,7 @@ class ThresholdBank:
             self._recalibrate(source_id, st, now_ms, "scheduled" if st.own else "first", events)
         return events
 
-    def _estimate(self, st: _State) -> tuple[TailEstimate, int]:
+    def _estimate(self, st: SourceState) -> tuple[TailEstimate, int]:
         cfg = self.config
         data = st.buf[: st.n]
         censored = data < 0
@@ -618,7 +316,7 @@ class ThresholdBank:
         return points
 
     def _recalibrate(
-        self, source_id: str, st: _State, now_ms: int, reason: str, events: list[Event]
+        self, source_id: str, st: SourceState, now_ms: int, reason: str, events: list[Event]
     ) -> None:
         cfg = self.config
         st.since_recal = 0
@@ -651,7 +349,9 @@ class ThresholdBank:
         )  # fmt: skip
         self._check_retrain(source_id, st, now_ms, events)
 
-    def _check_retrain(self, source_id: str, st: _State, now_ms: int, events: list[Event]) -> None:
+    def _check_retrain(
+        self, source_id: str, st: SourceState, now_ms: int, events: list[Event]
+    ) -> None:
         cfg = self.config
         ratio = st.value / self._global.value
         if st.retrain_armed and not 1.0 / cfg.retrain_ratio <= ratio <= cfg.retrain_ratio:
@@ -669,18 +369,15 @@ class ThresholdBank:
         ):
             st.retrain_armed = True
 
-    def _chronological(self, st: _State) -> npt.NDArray[np.float32]:
-        if st.n < self.config.window:
-            return st.buf[: st.n]
-        return np.concatenate([st.buf[st.pos :], st.buf[: st.pos]])
-
-    def _check_drift(self, source_id: str, st: _State, now_ms: int, events: list[Event]) -> bool:
+    def _check_drift(
+        self, source_id: str, st: SourceState, now_ms: int, events: list[Event]
+    ) -> bool:
         """Run one drift test; True when it detected a shift (and recalibrated)."""
         cfg = self.config
         statistic = cfg.drift_statistic
         if statistic == "off" or st.n < cfg.drift_recent + cfg.drift_reference_min:
             return False
-        scores = self._chronological(st)
+        scores = st.chronological(cfg.window)
         recent = scores[-cfg.drift_recent :]
         # Normal scores only, all cut at the lowest threshold any of them faced: censored
         # entries (flagged windows) must not make a drift, and neither must a threshold that
@@ -714,12 +411,7 @@ class ThresholdBank:
         # the new level now and the next tests compare post-shift data with itself.
         ranked = np.where(recent < 0, np.inf, recent)  # a censored entry is above the rest
         start = min(change_point(ranked), cfg.drift_recent - _MIN_KEEP_AFTER_DRIFT)
-        kept = recent[start:]
-        fresh = np.empty(max(st.buf.shape[0], kept.shape[0]), dtype=np.float32)
-        fresh[: kept.shape[0]] = kept
-        st.buf = fresh
-        st.n = kept.shape[0]
-        st.pos = st.n % cfg.window
+        st.keep_only(recent[start:], cfg.window)
         st.warm = False
         if cfg.method != "static" and st.own:
             self._recalibrate(source_id, st, now_ms, "drift", events)
@@ -727,14 +419,19 @@ class ThresholdBank:
 
     # -- source lifecycle ------------------------------------------------------------------
 
-    def _new_state(self, source_id: str) -> _State:
-        st = _State(self._global.value, self._capacity0)
+    def _new_state(self, source_id: str) -> SourceState:
+        st = SourceState(self._global.value, self._capacity0)
+        self._hold(source_id, st)
+        return st
+
+    def _hold(self, source_id: str, st: SourceState) -> None:
+        """Make ``st`` the newest source's state, evicting the least recently used over the cap."""
+        self._states.pop(source_id, None)
         self._states[source_id] = st
         while len(self._states) > self.config.max_sources:
             evicted, _ = self._states.popitem(last=False)
             self._dirty.discard(evicted)
             self._evictions += 1
-        return st
 
     def drop(self, source_ids: Iterable[str]) -> None:
         """Forget sources (e.g. their partitions were revoked); unknown ids are ignored."""
@@ -755,27 +452,16 @@ class ThresholdBank:
     def snapshot(self, source_id: str) -> bytes:
         """Compact state of one source for a compacted topic (``KeyError`` when not held).
 
-        Layout: ``b"THRS"``, format version (u8), header length (u32 LE), JSON header, then the
-        window's entries as float32 LE in ring-buffer order (``pos`` in the header is the
-        oldest once the ring is full), so that a restored bank computes bit for bit what the
-        original would have. Negative entries are censored: "above minus this".
+        The format (:mod:`detector.threshold_state`) holds the window in ring-buffer order, so
+        that a restored bank computes bit for bit what the original would have.
         """
-        st = self._states[source_id]
-        info = st.info
-        header: dict[str, object] = {name: getattr(st, name) for name in _PERSISTED}
-        header.update(
+        return encode_snapshot(
+            source_id,
+            self._states[source_id],
             fingerprint=self._fingerprint,
-            source_id=source_id,
-            n=st.n,
-            pos=st.pos,
-            method=info.method if info else self._global.method,
-            target_far=info.target_far if info else self.config.target_far,
-            samples_used=info.samples_used if info else 0,
-            set_at_ms=info.set_at_ms if info else None,
+            method=self._global.method,
+            target_far=self.config.target_far,
         )
-        head = orjson.dumps(header)
-        body = st.buf[: st.n].astype("<f4", copy=False).tobytes()
-        return _PREFIX.pack(_MAGIC, SNAPSHOT_VERSION, len(head)) + head + body
 
     def restore(self, source_id: str, data: bytes) -> None:
         """Replace ``source_id``'s state with a snapshot taken by :meth:`snapshot`.
@@ -789,68 +475,22 @@ class ThresholdBank:
                 another bundle reference (their thresholds mean nothing for this model). The
                 bank is unchanged when this is raised.
         """
-        if len(data) < _PREFIX.size:
-            raise ThresholdStateError(f"{source_id}: snapshot of {len(data)} bytes is truncated")
-        magic, version, head_len = _PREFIX.unpack_from(data)
-        if magic != _MAGIC:
-            raise ThresholdStateError(f"{source_id}: not a threshold snapshot")
-        if version != SNAPSHOT_VERSION:
-            raise ThresholdStateError(
-                f"{source_id}: snapshot format {version}, this detector reads {SNAPSHOT_VERSION}"
-            )
-        head_end = _PREFIX.size + head_len
-        try:
-            header = _SnapshotHeader.model_validate_json(data[_PREFIX.size : head_end])
-        except ValidationError as exc:
-            raise ThresholdStateError(f"{source_id}: corrupt snapshot header: {exc}") from exc
-        if header.source_id != source_id:
-            raise ThresholdStateError(f"snapshot of {header.source_id!r} offered for {source_id!r}")
-        if header.fingerprint != self._fingerprint:
-            raise ThresholdStateError(
-                f"{source_id}: snapshot taken against another bundle reference "
-                f"({header.fingerprint}, this bank {self._fingerprint}); start fresh"
-            )
-        body = data[head_end:]
-        if len(body) != 4 * header.n:
-            raise ThresholdStateError(
-                f"{source_id}: snapshot holds {len(body)} bytes of scores, header says {header.n}"
-            )
-        scores = np.frombuffer(body, dtype="<f4").astype(np.float32)
-        if not np.all(np.isfinite(scores)):
-            raise ThresholdStateError(f"{source_id}: snapshot scores hold NaN or inf")
-        self._install(source_id, header, scores)
-
-    def _install(self, source_id: str, h: _SnapshotHeader, scores: npt.NDArray[np.float32]) -> None:
         cfg = self.config
-        st = _State(h.value, max(self._capacity0, scores.shape[0]))
-        if scores.shape[0] == cfg.window and h.pos < cfg.window:
-            st.buf[:] = scores  # same ring: same layout, same arithmetic
-            st.n, st.pos = cfg.window, h.pos
-        else:  # another window size: oldest first, keep the newest
-            if h.pos and h.pos < scores.shape[0]:
-                scores = np.concatenate([scores[h.pos :], scores[: h.pos]])
-            scores = scores[-cfg.window :]
-            st.buf[: scores.shape[0]] = scores
-            st.n = int(scores.shape[0])
-            st.pos = st.n % cfg.window
-        for name in _PERSISTED:
-            setattr(st, name, getattr(h, name))
-        if h.own:
-            st.info = ThresholdInfo(
-                h.value, h.method, h.target_far, h.samples_used, h.set_at_ms, "source"
-            )
-        else:
+        st = decode_snapshot(
+            source_id,
+            data,
+            fingerprint=self._fingerprint,
+            window=cfg.window,
+            capacity=self._capacity0,
+        )
+        info = st.info  # set when the snapshot's threshold was the source's own
+        if info is None:
             st.value = self._global.value
         if cfg.method == "static":
             st.own, st.info, st.value = False, None, self._global.value
-        elif h.own and (h.method != cfg.method or h.target_far != cfg.target_far):
+        elif info is not None and (info.method != cfg.method or info.target_far != cfg.target_far):
             st.since_recal = cfg.recalibrate_every  # settings changed: recalibrate at once
-        self._states.pop(source_id, None)
-        self._states[source_id] = st
-        while len(self._states) > cfg.max_sources:
-            evicted, _ = self._states.popitem(last=False)
-            self._dirty.discard(evicted)
-            self._evictions += 1
+        self._hold(source_id, st)
         self._dirty.discard(source_id)
 
     # -- the global fallback ---------------------------------------------------------------

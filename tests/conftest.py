@@ -12,6 +12,7 @@ skipped with the reason otherwise.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,6 +83,9 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         yield kafka.bootstrap_servers
     finally:
+        # Destroy clients tests left unreferenced while the broker is still up; otherwise
+        # they log connection failures at exit.
+        gc.collect()
         kafka.stop()
 
 
