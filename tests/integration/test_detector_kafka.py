@@ -123,11 +123,11 @@ def test_at_least_once_mode_publishes_and_commits_without_transactions(
 
 
 def test_metrics_health_and_readiness_endpoints(kafka_bootstrap: str) -> None:
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    import urllib.error
+    import urllib.request
 
-    from kafka_local import free_port  # noqa: PLC0415
-    from tests.kafka_helpers import wait_until  # noqa: PLC0415
+    from kafka_local import free_port
+    from tests.kafka_helpers import wait_until
 
     port = free_port()
     s = settings_for(kafka_bootstrap, metrics_port=port, metrics_host="127.0.0.1")
@@ -158,9 +158,9 @@ def test_metrics_health_and_readiness_endpoints(kafka_bootstrap: str) -> None:
 
 
 def test_alerts_command_prints_readable_lines(kafka_bootstrap: str) -> None:
-    import io  # noqa: PLC0415
+    import io
 
-    from detector.follow import follow_alerts  # noqa: PLC0415
+    from detector.follow import follow_alerts
 
     s = settings_for(kafka_bootstrap, lifecycle={"resolve_after_windows": 2})
     service = build_service(s, make_manifest(), MeanScorer())
