@@ -22,6 +22,7 @@ import pytest
 from tests.kafka_helpers import create_topic, unique_name
 
 REPO = Path(__file__).resolve().parent.parent
+_BROKER: dict[str, str] = {}  # kind and address of the session's broker, for the summary
 
 
 def _docker_answers() -> bool:
@@ -59,6 +60,7 @@ def kafka_bootstrap() -> Iterator[str]:
     """``host:port`` of a real Kafka broker shared by the whole test session."""
     env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if env:
+        _BROKER.update(kind="KAFKA_BOOTSTRAP_SERVERS", address=env)
         yield env
         return
     if _docker_answers():
@@ -71,7 +73,9 @@ def kafka_bootstrap() -> Iterator[str]:
             .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
         )
         with container:
-            yield container.get_bootstrap_server()
+            address = container.get_bootstrap_server()
+            _BROKER.update(kind="testcontainers (Docker)", address=address)
+            yield address
         return
     from kafka_local import BrokerSetupError, LocalKafka
 
@@ -80,6 +84,10 @@ def kafka_bootstrap() -> Iterator[str]:
         kafka.start()
     except BrokerSetupError as exc:
         _no_broker(f"the local JVM broker could not start: {exc}")
+    _BROKER.update(
+        kind=f"local JVM broker, Apache Kafka {kafka.version} (pid {kafka.pid})",
+        address=kafka.bootstrap_servers,
+    )
     try:
         yield kafka.bootstrap_servers
     finally:
@@ -113,3 +121,25 @@ def ecg5000_path() -> Path:
     if not path.is_file():
         pytest.skip(f"ECG5000 not found at {path}; set ECG5000_PATH")
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly whether the integration tests ran against a real broker."""
+    counts: dict[str, int] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "integration" in getattr(report, "keywords", {}) and report.when in (
+                "call",
+                "setup",
+            ):
+                if outcome == "passed" and report.when != "call":
+                    continue
+                counts[outcome] = counts.get(outcome, 0) + 1
+    if not counts:
+        return
+    broker = _BROKER.get("kind", "none started")
+    where = f" at {_BROKER['address']}" if "address" in _BROKER else ""
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    terminalreporter.write_line(
+        f"integration tests against a real Kafka broker ({broker}{where}): {summary}"
+    )
