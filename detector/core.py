@@ -209,40 +209,40 @@ class DetectorCore:
             flagged = score > info.value
             out.flagged += flagged
             self._partition_of[source] = record.partition
-            ref = InputRef(
-                topic=record.topic, partition=record.partition, offset=record.offset, seq=window.seq
-            )
-            episode_id = (
-                "ep-"
-                + alert_id(
-                    record.topic, record.partition, record.offset, "episode", self._model.sha256
-                )[:24]
-            )
             was_open = self.tracker.is_open(source)
+            # An episode id is needed only when this window may open one.
+            episode_id = self._episode_id(record) if flagged and not was_open else ""
             transition = self.tracker.observe(
                 source, flagged, score, window.event_time_ms, episode_id, arrival_ms=now_ms
             )
-            if transition is not None:
-                out.alerts.append(
-                    self._alert(
-                        source,
-                        transition,
-                        ref,
-                        window.event_time_ms,
-                        score,
-                        info,
-                        result,
-                        i,
-                        now_ms,
-                    )
-                )
             is_open = self.tracker.is_open(source)
+            if transition is not None or is_open:
+                ref = InputRef(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    seq=window.seq,
+                )
+                if transition is not None:
+                    out.alerts.append(
+                        self._alert(
+                            source,
+                            transition,
+                            ref,
+                            window.event_time_ms,
+                            score,
+                            info,
+                            result,
+                            i,
+                            now_ms,
+                        )
+                    )
+                if is_open:
+                    self._last_ref[source] = ref
+            if was_open and not is_open:
+                self._last_ref.pop(source, None)
             if was_open or is_open:
                 out.episode_changes[source] = record.partition
-            if is_open:
-                self._last_ref[source] = ref
-            else:
-                self._last_ref.pop(source, None)
             events = self.bank.update(
                 source, score, window.event_time_ms, flagged=flagged, episode_open=is_open
             )
@@ -254,6 +254,12 @@ class DetectorCore:
         for source in out.threshold_changes:
             self._last_state_ms[source] = now_ms
         return out
+
+    def _episode_id(self, record: InputRecord) -> str:
+        digest = alert_id(
+            record.topic, record.partition, record.offset, "episode", self._model.sha256
+        )
+        return "ep-" + digest[:24]
 
     def sweep_idle(self, now_ms: int) -> Decisions:
         """Resolve episodes of sources that fell silent."""
