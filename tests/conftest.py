@@ -22,7 +22,8 @@ import pytest
 from tests.kafka_helpers import create_topic, unique_name
 
 REPO = Path(__file__).resolve().parent.parent
-_BROKER: dict[str, str] = {}  # kind and address of the session's broker, for the summary
+_BROKER: dict[str, str] = {}
+_INTEGRATION: set[str] = set()  # kind and address of the session's broker, for the summary
 
 
 def _docker_answers() -> bool:
@@ -128,13 +129,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     counts: dict[str, int] = {}
     for outcome in ("passed", "failed", "skipped", "error"):
         for report in terminalreporter.stats.get(outcome, []):
-            if "integration" in getattr(report, "keywords", {}) and report.when in (
-                "call",
-                "setup",
-            ):
-                if outcome == "passed" and report.when != "call":
-                    continue
-                counts[outcome] = counts.get(outcome, 0) + 1
+            if report.nodeid not in _INTEGRATION or report.when not in ("setup", "call"):
+                continue
+            if outcome == "passed" and report.when != "call":
+                continue
+            counts[outcome] = counts.get(outcome, 0) + 1
     if not counts:
         return
     broker = _BROKER.get("kind", "none started")
@@ -143,3 +142,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"integration tests against a real Kafka broker ({broker}{where}): {summary}"
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Remember which tests carry the integration marker, for the summary."""
+    _INTEGRATION.update(i.nodeid for i in items if i.get_closest_marker("integration"))

@@ -1,0 +1,141 @@
+"""Synthetic multichannel sensor windows: correlated channels, seasonality, noise.
+
+Each source is a continuous multichannel series cut into consecutive windows. ``C`` channels
+mix ``K = ceil(C / 2)`` latent factors (so channels are correlated); each factor is a seasonal
+sinusoid (period 0.6-3 windows) plus a slow mean-reverting level; each channel adds its own
+white noise, then an offset and a scale::
+
+    x[t, c] = offset[c] + scale[c] * (sum_k W[c, k] * z[t, k] + noise_sd * e[t, c])
+
+Anomalies made here (they need the generator's internals): ``frequency_change`` (the seasonal
+factors speed up 2.5-4x inside the window, phase-continuous at its start) and
+``broken_correlation`` (one channel's factor part is mirrored around its window mean, so it
+moves against the channels it used to follow). The others are applied to the finished
+window by :func:`producer.anomalies.apply_sensor_anomaly`.
+
+Examples:
+    >>> import numpy as np
+    >>> gen = SensorGenerator(n_sources=1, window=32, channels=3, rng=np.random.default_rng(0))
+    >>> ones, zeros = np.ones((1, 4)), np.zeros((1, 4))
+    >>> gen.generate(np.random.default_rng(1), np.full((1, 4), "none"), ones, zeros, ones).shape
+    (1, 4, 32, 3)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from producer.anomalies import apply_sensor_anomaly
+
+__all__ = ["SensorGenerator"]
+
+F64 = npt.NDArray[np.float64]
+
+GENERATED_HERE = ("frequency_change", "broken_correlation")
+
+
+class SensorGenerator:
+    """Windows for ``n_sources`` sources; each call continues every source's series.
+
+    Args:
+        n_sources: number of independent sources (machines).
+        window: samples per window.
+        channels: channels per window.
+        rng: draws the per-source constants (mixing, offsets, scales, periods, noise).
+    """
+
+    def __init__(
+        self, n_sources: int, window: int, channels: int, rng: np.random.Generator
+    ) -> None:
+        if window < 4:
+            raise ValueError(f"a sensor window needs at least 4 samples, got {window}")
+        if channels < 1:
+            raise ValueError(f"need at least one channel, got {channels}")
+        s, c = n_sources, channels
+        k = max(1, (c + 1) // 2)
+        self.n_sources = n_sources
+        self.window = window
+        self.channels = channels
+        mix = rng.normal(0.0, 1.0, (s, c, k))
+        self._mix = mix / np.linalg.norm(mix, axis=2, keepdims=True)
+        self._offset = rng.normal(0.0, 5.0, (s, c))
+        self._scale = rng.uniform(0.5, 2.0, (s, c))
+        self._period = rng.uniform(0.6, 3.0, (s, k)) * window
+        self._phase = rng.uniform(0.0, 2 * np.pi, (s, k))
+        self._season_amp = rng.uniform(0.7, 1.3, (s, k))
+        self._noise_sd = rng.uniform(0.05, 0.12, s)
+        self._knot = rng.normal(0.0, 0.3, (s, k))
+        self._start = rng.integers(0, 10 * window, s).astype(np.float64)
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """``ch0``, ``ch1``, ..."""
+        return tuple(f"ch{i}" for i in range(self.channels))
+
+    def generate(
+        self,
+        rng: np.random.Generator,
+        anomaly_types: npt.NDArray[np.str_],
+        amplitude: F64,
+        baseline: F64,
+        noise: F64,
+    ) -> npt.NDArray[np.float32]:
+        """The next windows of every source.
+
+        Args:
+            rng: random generator for this chunk.
+            anomaly_types: (S, R) anomaly to give each window, ``"none"`` for a normal one.
+            amplitude: (S, R) drift multiplier of the signal's deviation from its offset.
+            baseline: (S, R) drift offset, in channel scales.
+            noise: (S, R) drift multiplier of the noise level.
+
+        Returns:
+            (S, R, window, channels) float32 samples.
+        """
+        s, rounds = anomaly_types.shape
+        length = self.window
+        k = self._knot.shape[1]
+        knots = np.empty((s, k, rounds + 1))
+        knots[:, :, 0] = self._knot
+        shocks = rng.normal(0.0, 0.25, (s, k, rounds))
+        for r in range(rounds):
+            knots[:, :, r + 1] = 0.85 * knots[:, :, r] + shocks[:, :, r]
+        self._knot = knots[:, :, rounds].copy()
+
+        tau = np.arange(length, dtype=np.float64)
+        ramp = (tau / length)[None, None, :, None]
+        k0 = knots[:, :, :-1].transpose(0, 2, 1)[:, :, None, :]  # (S, R, 1, K)
+        k1 = knots[:, :, 1:].transpose(0, 2, 1)[:, :, None, :]
+        slow = k0 + (k1 - k0) * ramp  # (S, R, T, K)
+
+        win_start = self._start[:, None] + length * np.arange(rounds)[None, :]  # (S, R)
+        self._start = self._start + length * rounds
+        period = self._period[:, None, None, :]
+        phase0 = 2 * np.pi * win_start[..., None, None] / period + self._phase[:, None, None, :]
+        speed = np.ones((s, rounds))
+        fast = anomaly_types == "frequency_change"
+        speed[fast] = rng.uniform(2.5, 4.0, int(fast.sum()))
+        angle = phase0 + 2 * np.pi * speed[..., None, None] * tau[None, None, :, None] / period
+        season = self._season_amp[:, None, None, :] * np.sin(angle)
+
+        latent = np.einsum("srtk,sck->srtc", season + slow, self._mix)
+        for i, r in zip(*np.nonzero(anomaly_types == "broken_correlation"), strict=True):
+            ch = int(rng.integers(self.channels))
+            part = latent[i, r, :, ch]
+            latent[i, r, :, ch] = 2 * part.mean() - part
+
+        noise_sd = self._noise_sd[:, None] * noise  # (S, R)
+        eps = rng.normal(0.0, 1.0, latent.shape) * noise_sd[..., None, None]
+        scale = self._scale[:, None, None, :]
+        values = self._offset[:, None, None, :] + scale * (
+            amplitude[..., None, None] * latent + eps + baseline[..., None, None]
+        )
+        for i, r in zip(*np.nonzero(anomaly_types != "none"), strict=True):
+            kind = str(anomaly_types[i, r])
+            if kind not in GENERATED_HERE:
+                apply_sensor_anomaly(
+                    rng, values[i, r], kind, self._scale[i], float(self._noise_sd[i])
+                )
+        out: npt.NDArray[np.float32] = values.astype(np.float32)
+        return out
