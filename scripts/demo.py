@@ -48,7 +48,10 @@ def ensure_model(bundle: Path, work: Path) -> None:
     if (bundle / "manifest.json").exists():
         say(f"using the model bundle in {bundle}")
         return
-    say("no model yet: simulating 3000 normal ECG beats and training a demo VAE (~1 min) ...")
+    say(
+        "no model yet: simulating 4000 normal ECG beats from 16 sources and training a demo "
+        "VAE with 5-fold threshold calibration (~1-2 min, once) ..."
+    )
     npz = work / "normal.npz"
     run(
         [
@@ -56,8 +59,10 @@ def ensure_model(bundle: Path, work: Path) -> None:
             "simulate",
             "--kind",
             "ecg",
+            "--sources",
+            "16",
             "--count",
-            "3000",
+            "4000",
             "--anomaly-rate",
             "0",
             "--seed",
@@ -77,6 +82,7 @@ def ensure_model(bundle: Path, work: Path) -> None:
             str(npz),
             "--epochs",
             "15",
+            "--no-baseline",
             "--seed",
             "0",
             "--out",
@@ -104,7 +110,10 @@ def main() -> int:
     parser.add_argument(
         "--duration", type=float, default=float(os.environ.get("DEMO_DURATION", "60"))
     )
-    parser.add_argument("--rate", type=float, default=100.0, help="windows per second")
+    parser.add_argument("--rate", type=float, default=50.0, help="windows per second")
+    parser.add_argument(
+        "--target-far", type=float, default=0.002, help="promised false-alarm rate (SPOT threshold)"
+    )
     parser.add_argument("--bundle", type=Path, default=REPO / "models" / "demo")
     args = parser.parse_args()
     work = REPO / "runs" / "demo"
@@ -143,6 +152,10 @@ def main() -> int:
                 f"demo-{suffix}",
                 "--metrics-port",
                 str(port),
+                "--threshold-method",
+                "spot",
+                "--target-far",
+                str(args.target_far),
                 *topics,
             ],
             stdout=det_log,
@@ -163,8 +176,9 @@ def main() -> int:
             if detector.poll() is not None:
                 sys.exit(f"demo: the detector exited early; see {work / 'detector.log'}")
             say(
-                f"streaming simulated ECG from 4 sources at {args.rate:g} windows/s with 3% "
-                f"injected anomalies for {args.duration:g} s; alerts below (Ctrl-C to stop)"
+                f"streaming simulated ECG from 4 sources at {args.rate:g} windows/s with 2% "
+                f"injected anomalies for {args.duration:g} s; SPOT thresholds for a "
+                f"{args.target_far:.1%} false-alarm rate; alerts below (Ctrl-C to stop)"
             )
             simulator = subprocess.Popen(
                 [
@@ -177,7 +191,7 @@ def main() -> int:
                     "--rate",
                     str(args.rate),
                     "--anomaly-rate",
-                    "0.03",
+                    "0.02",
                     "--duration",
                     str(args.duration),
                     "--topic",
