@@ -1,9 +1,11 @@
 """Synthetic multichannel sensor windows: correlated channels, seasonality, noise.
 
-Each source is a continuous multichannel series cut into consecutive windows. ``C`` channels
-mix ``K = ceil(C / 2)`` latent factors (so channels are correlated); each factor is a seasonal
-sinusoid (period 0.6-3 windows) plus a slow mean-reverting level; each channel adds its own
-white noise, then an offset and a scale::
+Each source is a continuous multichannel series cut into consecutive windows. The sources are
+a fleet of one machine type: they share the channel structure, each varies it slightly and has
+its own phase and noise level. ``C`` channels mix ``K = ceil(C / 2)`` latent factors (so
+channels are correlated); each factor is a seasonal sinusoid (period 0.6-3 windows) plus a
+slow mean-reverting level; each channel adds its own white noise, then an offset and a
+scale::
 
     x[t, c] = offset[c] + scale[c] * (sum_k W[c, k] * z[t, k] + noise_sd * e[t, c])
 
@@ -42,11 +44,19 @@ class SensorGenerator:
         n_sources: number of independent sources (machines).
         window: samples per window.
         channels: channels per window.
-        rng: draws the per-source constants (mixing, offsets, scales, periods, noise).
+        rng: draws each source's variations (phase, noise level, small structure changes).
+        profile: seeds the machine type, the channel structure every source shares (mixing,
+            offsets, scales, periods); independent of the stream's seed so that a model
+            trained on one seed's windows fits another seed's stream of the same profile.
     """
 
     def __init__(
-        self, n_sources: int, window: int, channels: int, rng: np.random.Generator
+        self,
+        n_sources: int,
+        window: int,
+        channels: int,
+        rng: np.random.Generator,
+        profile: int = 0,
     ) -> None:
         if window < 4:
             raise ValueError(f"a sensor window needs at least 4 samples, got {window}")
@@ -57,14 +67,22 @@ class SensorGenerator:
         self.n_sources = n_sources
         self.window = window
         self.channels = channels
-        mix = rng.normal(0.0, 1.0, (s, c, k))
+        # A fleet of machines of one type: the channel structure (mixing, offsets, scales,
+        # periods) is shared, each source varies it a little and has its own phase and noise.
+        machine = np.random.default_rng([profile, c, window])
+        mix = machine.normal(0.0, 1.0, (c, k))
+        offset = machine.normal(0.0, 5.0, c)
+        scale = machine.uniform(0.5, 2.0, c)
+        period = machine.uniform(0.6, 3.0, k) * window
+        season_amp = machine.uniform(0.7, 1.3, k)
+        mix = mix[None] + rng.normal(0.0, 0.05, (s, c, k))
         self._mix = mix / np.linalg.norm(mix, axis=2, keepdims=True)
-        self._offset = rng.normal(0.0, 5.0, (s, c))
-        self._scale = rng.uniform(0.5, 2.0, (s, c))
-        self._period = rng.uniform(0.6, 3.0, (s, k)) * window
+        self._offset = offset[None] + rng.normal(0.0, 0.2, (s, c))
+        self._scale = scale[None] * rng.uniform(0.9, 1.1, (s, c))
+        self._period = period[None] * rng.uniform(0.9, 1.1, (s, k))
         self._phase = rng.uniform(0.0, 2 * np.pi, (s, k))
-        self._season_amp = rng.uniform(0.7, 1.3, (s, k))
-        self._noise_sd = rng.uniform(0.05, 0.12, s)
+        self._season_amp = season_amp[None] * rng.uniform(0.9, 1.1, (s, k))
+        self._noise_sd = rng.uniform(0.05, 0.1, s)
         self._knot = rng.normal(0.0, 0.3, (s, k))
         self._start = rng.integers(0, 10 * window, s).astype(np.float64)
 

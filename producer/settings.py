@@ -1,7 +1,13 @@
-"""Settings of the ``producer`` process (env ``PRODUCER_*``, ``.env``, CLI flags override).
+"""Settings of the ``producer`` process: env ``PRODUCER_*``, a ``.env`` file, CLI flags override.
 
-``PRODUCER_KAFKA__BOOTSTRAP_SERVERS``, ``PRODUCER_KAFKA__SASL_PASSWORD``,
-``PRODUCER_KAFKA__EXTRA='{"linger.ms": "20"}'``, ``PRODUCER_TOPIC`` ...
+Examples of the environment::
+
+    PRODUCER_KAFKA__BOOTSTRAP_SERVERS=broker:9092
+    PRODUCER_KAFKA__SASL_PASSWORD=...                  (a SecretStr, never logged)
+    PRODUCER_KAFKA__EXTRA='{"linger.ms": "20"}'        (any librdkafka option; CLI: -X)
+    PRODUCER_TOPIC=windows  PRODUCER_ENCODING=binary  PRODUCER_RATE=500  PRODUCER_SOURCES=8
+
+Tests build settings with keyword arguments (``ProducerSettings(_env_file=None, rate=0)``).
 """
 
 from __future__ import annotations
@@ -31,9 +37,14 @@ class ProducerSettings(BaseSettings):
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    topic: str = "windows"
-    encoding: Encoding = "json"
+    topic: str = Field("windows", min_length=1, description="Topic the windows go to.")
+    encoding: Encoding = Field("json", description="json, or binary (compact float32).")
+    rate: float = Field(100.0, ge=0, description="Windows per second; 0 = as fast as possible.")
+    bursty: bool = Field(False, description="Alternate fast and slow half-seconds.")
+    sources: int = Field(1, ge=1, le=1_000_000, description="Sources (record keys).")
+    seed: int = Field(0, ge=0, description="Seed of the simulated stream.")
     progress_every_s: float = Field(5.0, gt=0, description="Progress line interval.")
     flush_timeout_s: float = Field(60.0, gt=0, description="Wait for delivery reports at exit.")
+    connect_timeout_s: float = Field(15.0, gt=0, description="Wait for the broker at start.")
     log_level: str = "INFO"
     log_format: LogFormat = "auto"

@@ -71,6 +71,7 @@ def make_batches(
     window: int | None = None,
     channels: int | None = None,
     source_prefix: str | None = None,
+    profile: int = 0,
 ) -> Iterator[WindowBatch]:
     """A stream of simulated windows, as batches of consecutive windows.
 
@@ -85,6 +86,8 @@ def make_batches(
         window: samples per window (140 for ECG, 64 for sensors when None).
         channels: sensor channels (4 when None); must be 1 (or None) for ECG.
         source_prefix: source ids are ``f"{prefix}-{i}"``; ``kind`` when None.
+        profile: the sensor machine type (channel structure shared by all sources),
+            independent of ``seed``: train and stream with the same profile.
 
     Raises:
         ProducerInputError: an impossible parameter or an unknown anomaly type.
@@ -92,13 +95,15 @@ def make_batches(
     win = default_window(kind) if window is None else window
     chans = (1 if kind == "ecg" else 4) if channels is None else channels
     _check(kind, n, seed, n_sources, win, chans)
+    if profile < 0:
+        raise ProducerInputError(f"profile must be >= 0, got {profile}")
     types = validate_anomaly_types(kind, anomaly_types)
     if not 0.0 <= anomaly_rate <= 1.0:
         raise ProducerInputError(f"anomaly rate must be within [0, 1], got {anomaly_rate}")
     scenario = drift or DriftScenario()
     prefix = source_prefix or kind
     ids = [f"{prefix}-{i}" for i in range(n_sources)]
-    return _batches(kind, n, seed, anomaly_rate, types, scenario, ids, win, chans)
+    return _batches(kind, n, seed, anomaly_rate, types, scenario, ids, win, chans, profile)
 
 
 def _batches(
@@ -111,6 +116,7 @@ def _batches(
     ids: list[str],
     window: int,
     channels: int,
+    profile: int,
 ) -> Iterator[WindowBatch]:
     n_sources = len(ids)
     const_rng = np.random.default_rng([seed, 0])
@@ -118,7 +124,7 @@ def _batches(
     if kind == "ecg":
         gen = EcgGenerator(n_sources, window, const_rng)
     else:
-        gen = SensorGenerator(n_sources, window, channels, const_rng)
+        gen = SensorGenerator(n_sources, window, channels, const_rng, profile)
     rounds = max(1, CHUNK_WINDOWS // n_sources)
     remaining = n
     for chunk in itertools.count():
@@ -162,6 +168,7 @@ def make_stream(
     window: int | None = None,
     channels: int | None = None,
     source_prefix: str | None = None,
+    profile: int = 0,
 ) -> Iterator[LabeledWindow]:
     """The same stream as :func:`make_batches`, one :class:`LabeledWindow` at a time."""
     batches = make_batches(
@@ -175,6 +182,7 @@ def make_stream(
         window=window,
         channels=channels,
         source_prefix=source_prefix,
+        profile=profile,
     )
     return (w for batch in batches for w in batch)
 
@@ -191,6 +199,7 @@ def make_arrays(
     window: int | None = None,
     channels: int | None = None,
     source_prefix: str | None = None,
+    profile: int = 0,
 ) -> WindowBatch:
     """The first ``n`` windows of the stream as one batch (``values`` is (n, T, C))."""
     batches = list(
@@ -205,10 +214,12 @@ def make_arrays(
             window=window,
             channels=channels,
             source_prefix=source_prefix,
+            profile=profile,
         )
     )
     if not batches:
-        return next(
-            make_batches(kind, 1, seed=seed, n_sources=n_sources, window=window, channels=channels)
-        ).head(0)
+        probe = make_batches(
+            kind, 1, seed=seed, n_sources=n_sources, window=window, channels=channels
+        )
+        return next(probe).head(0)
     return concat_batches(batches)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NO_ANOMALY", "LabeledWindow", "WindowBatch", "concat_batches"]
+__all__ = ["NO_ANOMALY", "LabeledWindow", "LabeledWindows", "WindowBatch", "concat_batches"]
 
 NO_ANOMALY = "none"
 
@@ -125,3 +125,22 @@ def concat_batches(batches: Sequence[WindowBatch]) -> WindowBatch:
         first.channel_names,
         times,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledWindows:
+    """Windows read from a file, before they are given sources and sequence numbers.
+
+    Attributes:
+        values: (N, T, C) float32 samples.
+        labels: (N,) int8, 1 anomalous.
+        anomaly_types: (N,) ``"none"`` when normal.
+        channel_names: the C channel names.
+        time_ms: (N,) each window's last timestamp, when the file has timestamps.
+    """
+
+    values: npt.NDArray[np.float32]  # (N, T, C)
+    labels: npt.NDArray[np.int8]  # (N,)
+    anomaly_types: list[str]
+    channel_names: tuple[str, ...]
+    time_ms: npt.NDArray[np.int64] | None = None  # (N,) the window's last timestamp
