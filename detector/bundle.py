@@ -14,10 +14,15 @@ Layout::
 Scoring contract (applied identically by training's evaluation and the detector):
 
 1. ``x_norm = (x - normalisation.offset) / normalisation.scale`` per channel, x of shape (T, C).
-2. ``x_hat = model(x_norm)`` with the same shape.
-3. ``e = score.weights * (x_norm - x_hat) ** 2`` if ``score.kind == "mse"`` or ``abs(...)``
-   for ``"mae"``; weights are (T, C) or absent (ones).
-4. score = mean of ``e`` over (T, C); per-step contributions = mean over C; per-channel
+2. ``x_hat = model(x_norm)`` with the same shape; or, for an ensemble of ``score.members``
+   = M > 1 members, of shape (M, T, C): one reconstruction per member.
+3. ``r = x_norm - x_hat`` (per member), then, if ``score.smoothing`` is L > 1, ``r`` is replaced
+   by its centred moving average of L steps along T (edge values repeated, so ``r[t]`` becomes
+   the mean of ``r[clip(t - L//2 .. t + L//2, 0, T-1)]``); 1 (the default) leaves ``r`` as is.
+4. ``e = score.weights * r ** 2`` if ``score.kind == "mse"`` or ``abs(r)`` for ``"mae"``;
+   weights are (T, C) or absent (ones). With members, ``e`` is averaged over them: the
+   ensemble's score is the mean of its members' scores (not the error of their mean).
+5. score = mean of ``e`` over (T, C); per-step contributions = mean over C; per-channel
    contributions = mean over T.
 """
 
@@ -85,7 +90,25 @@ class ScoreSpec(BaseModel):
     weights: list[list[float]] | None = Field(
         None, description="(T, C) weights, e.g. inverse per-feature variance; None means ones."
     )
+    smoothing: int = Field(
+        1,
+        ge=1,
+        description="Odd length of the centred moving average applied to the residual along T "
+        "before squaring (edges repeated); 1 = none.",
+    )
+    members: int = Field(
+        1,
+        ge=1,
+        description="1: the model outputs (B, T, C); M > 1: an ensemble whose output is "
+        "(B, M, T, C), member errors averaged.",
+    )
     description: str = ""
+
+    @model_validator(mode="after")
+    def _check_smoothing(self) -> ScoreSpec:
+        if self.smoothing % 2 != 1:
+            raise ValueError("smoothing must be an odd number of steps")
+        return self
 
 
 class ReferenceErrors(BaseModel):

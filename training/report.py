@@ -1,0 +1,168 @@
+"""``report.json`` and the run's readable summary.
+
+The report holds, for the model and the baseline side by side: the threshold and how it was
+calibrated, the test metrics at that threshold (false-alarm rate on normal test windows,
+recall on anomalous ones, precision, F1, accuracy), AUROC and average precision, training
+time and parameter count; plus the data, the split, the settings and the score choice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from training.evaluate import SUMMARY_HEADER, summary_row
+from training.models import count_params
+
+if TYPE_CHECKING:
+    from training.data import Dataset
+    from training.runs import ModelRun
+    from training.settings import TrainingSettings
+
+__all__ = ["build_report", "manifest_metrics", "summary_lines"]
+
+REPORT_VERSION = 1
+SCORE_CHOICE = (
+    "posterior mean: a member's score is the error of its deterministic reconstruction "
+    "decoder(encoder mean); an ensemble's score is the mean of its members' scores. The "
+    "alternative, the error averaged over 8 samples z ~ q(z|x), is computed for comparison in "
+    "model.latent_expectation (calibrated the same way). On ECG5000 (seed 1) both gave AUROC "
+    "0.9951 and recall 0.90 at the calibrated threshold; the posterior mean costs one pass "
+    "instead of 8 and is what the exported built-in-layer model computes."
+)
+
+
+def _model_entry(run: ModelRun, evaluation: dict[str, Any]) -> dict[str, Any]:
+    first = run.members[0]
+    return {
+        "arch": run.spec.name,
+        "widths": list(run.spec.hidden),
+        "latent": run.spec.latent if run.spec.arch != "ae-baseline" else run.spec.hidden[-1],
+        "members": len(run.members),
+        "scorer": (
+            f"ensemble of the {len(run.members)} cross-fitted fold models, mean of their scores"
+            if run.ensemble
+            else "one model fitted on all normal training windows"
+        ),
+        "params": sum(count_params(m.model, run.spec) for m in run.members),
+        "score": run.score.model_dump(),
+        "threshold": run.threshold.model_dump(),
+        "calibration": {
+            "how": f"{len(run.cross.models)}-fold out-of-fold scores of the normal training "
+            "windows (each scored by the one fold model that did not see it)",
+            "n": len(run.cross.scores),
+            "realised_false_alarm_rate": evaluation.get("oof_false_alarm_rate"),
+        },
+        "training": {
+            "epochs": [m.epochs_run for m in run.members],
+            "best_epochs": [m.best_epoch for m in run.members],
+            "fold_epochs": [m.epochs_run for m in run.cross.models],
+            "seconds_per_model": round(first.seconds, 1),
+            "total_seconds": round(run.seconds, 1),
+        },
+        "test": evaluation.get("test"),
+    }
+
+
+def build_report(
+    s: TrainingSettings,
+    data: Dataset,
+    split_how: str,
+    n_train_normal: int,
+    run: ModelRun,
+    baseline: ModelRun | None,
+    evaluation: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    """The report as a JSON-ready dict."""
+    y = data.anomalous()
+    model = _model_entry(run, evaluation["model"])
+    if "latent_expectation" in evaluation["model"]:
+        model["latent_expectation"] = evaluation["model"]["latent_expectation"]
+    doc: dict[str, Any] = {
+        "report_version": REPORT_VERSION,
+        "data": {
+            "path": str(data.path),
+            "format": data.format,
+            "windows": len(data.windows),
+            "window_size": data.window_size,
+            "n_channels": data.n_channels,
+            "labelled": data.labels is not None,
+            "anomalous_windows": int(y.sum()),
+            "split": split_how,
+            "train_normal_windows": n_train_normal,
+            "note": "abnormal windows of the training part are never used (fit or calibration)",
+        },
+        "target_far": s.target_far,
+        "score_choice": SCORE_CHOICE if run.spec.arch != "ae-baseline" else "plain AE error",
+        "model": model,
+        "baseline": None,
+        "timing": {"train_and_evaluate_seconds": round(seconds, 1)},
+        "settings": s.model_dump(mode="json"),
+    }
+    if baseline is not None:
+        b = evaluation["baseline"]
+        entry = _model_entry(baseline, b)
+        entry["tutorial_threshold"] = b["tutorial_threshold"]
+        doc["baseline"] = entry
+    return doc
+
+
+def manifest_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The report's headline numbers, flat, for the manifest (absent values left out)."""
+    out: dict[str, float] = {}
+    for who in ("model", "baseline"):
+        entry = report.get(who)
+        if not entry:
+            continue
+        prefix = "" if who == "model" else "baseline_"
+        for key in (
+            "auroc",
+            "average_precision",
+            "false_alarm_rate",
+            "recall",
+            "precision",
+            "f1",
+            "accuracy",
+        ):
+            value = (entry.get("test") or {}).get(key)
+            if value is not None:
+                out[f"{prefix}test_{key}"] = float(value)
+        rate = entry["calibration"].get("realised_false_alarm_rate")
+        if rate is not None:
+            out[f"{prefix}calibration_false_alarm_rate"] = float(rate)
+        out[f"{prefix}train_seconds"] = float(entry["training"]["total_seconds"])
+    return out
+
+
+def summary_lines(report: dict[str, Any], out: str) -> list[str]:
+    """A short readable summary of a ``fit`` report."""
+    d = report["data"]
+    model = report["model"]
+    lines = [
+        f"data: {d['path']} ({d['format']}, {d['windows']} windows of "
+        f"{d['window_size']}x{d['n_channels']}); split: {d['split']}",
+        f"trained on {d['train_normal_windows']} normal windows; test: "
+        f"{(model['test'] or {}).get('n_normal', 0)} normal, "
+        f"{(model['test'] or {}).get('n_anomalous', 0)} anomalous",
+        "",
+        SUMMARY_HEADER,
+        summary_row(
+            model["arch"], model["test"] or {}, model["params"], model["training"]["total_seconds"]
+        ),
+    ]
+    b = report.get("baseline")
+    if b:
+        lines.append(
+            summary_row(b["arch"], b["test"] or {}, b["params"], b["training"]["total_seconds"])
+        )
+        lines.append(summary_row("  tutorial thr", b["tutorial_threshold"]["test"]))
+    thr = model["threshold"]
+    lines += [
+        "",
+        f"threshold {thr['value']:.6g} for a {report['target_far']:.2%} false-alarm rate: "
+        f"{thr['method']}, {thr['n_samples']} out-of-fold normal windows "
+        f"(realised there: {model['calibration']['realised_false_alarm_rate']:.2%})",
+        f"bundle: {out} (model.keras, manifest.json, report.json, plots/) in "
+        f"{report['timing']['total_seconds']:.0f} s",
+    ]
+    return lines
