@@ -1,0 +1,227 @@
+"""The broker the benchmarks run against, and the few admin calls they need.
+
+``KAFKA_BOOTSTRAP_SERVERS`` is used when set (an existing broker or cluster); otherwise a
+throwaway one-node broker starts on the local JVM (:class:`kafka_local.LocalKafka`) and stops
+when the benchmark ends. Every topic and group name carries the run's tag, so runs never
+share state and nothing needs deleting between runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+__all__ = [
+    "BenchError",
+    "BrokerInfo",
+    "CommitWatcher",
+    "Fetched",
+    "committed_total",
+    "create_topics",
+    "open_broker",
+    "read_topic",
+    "run_tag",
+    "wait_until",
+]
+
+
+class BenchError(Exception):
+    """A benchmark step could not complete (timeout, missing dependency, failed process)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    """Where the broker is and what it is.
+
+    Attributes:
+        bootstrap_servers: ``host:port`` list.
+        origin: ``"env"`` (``KAFKA_BOOTSTRAP_SERVERS``) or ``"local-jvm"``.
+        kafka_version: Apache Kafka version when known (the local broker's), else None.
+        pid: the broker JVM's process id when it runs on this machine, for CPU accounting.
+        start_s: seconds the broker took to start (0 for an existing one).
+    """
+
+    bootstrap_servers: str
+    origin: str
+    kafka_version: str | None
+    pid: int | None
+    start_s: float
+
+
+@contextlib.contextmanager
+def open_broker() -> Iterator[BrokerInfo]:
+    """The broker to use: ``KAFKA_BOOTSTRAP_SERVERS`` or a local JVM broker stopped on exit."""
+    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if env:
+        yield BrokerInfo(env, "env", None, None, 0.0)
+        return
+    from kafka_local import BrokerSetupError, LocalKafka
+
+    started = time.monotonic()
+    kafka = LocalKafka()
+    try:
+        kafka.start()
+    except BrokerSetupError as exc:
+        raise BenchError(
+            f"no broker: KAFKA_BOOTSTRAP_SERVERS is unset and the local JVM broker failed: {exc}"
+        ) from exc
+    try:
+        yield BrokerInfo(
+            kafka.bootstrap_servers,
+            "local-jvm",
+            kafka.version,
+            kafka.pid,
+            time.monotonic() - started,
+        )
+    finally:
+        kafka.stop()
+
+
+def run_tag() -> str:
+    """A short tag unique to this run, the prefix of its topic and group names."""
+    return f"bench-{uuid.uuid4().hex[:8]}"
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` every 20 ms; raise :class:`BenchError` naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    timeout_s: float = 30.0,
+    config: dict[str, str] | None = None,
+) -> None:
+    """Create topics (name -> partitions) and wait until every partition has a leader.
+
+    Records are kept whatever their timestamps (``retention.ms=-1``) unless ``config`` says
+    otherwise: preloaded windows carry event times, which may be older than a retention.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    config = {"retention.ms": "-1", **(config or {})}
+    futures = admin.create_topics(
+        [
+            NewTopic(name, num_partitions=n, replication_factor=1, config=config)
+            for name, n in topics.items()
+        ],
+        operation_timeout=timeout_s,
+    )
+    for future in futures.values():
+        future.result(timeout=timeout_s)
+
+    def visible() -> bool:
+        meta = admin.list_topics(timeout=5).topics
+        return all(
+            name in meta
+            and meta[name].error is None
+            and len(meta[name].partitions) == n
+            and all(p.leader >= 0 for p in meta[name].partitions.values())
+            for name, n in topics.items()
+        )
+
+    wait_until(visible, timeout_s, f"topics {sorted(topics)} to have leaders")
+
+
+class CommitWatcher:
+    """Reads a group's committed offsets on a topic (one consumer, reused).
+
+    Args:
+        bootstrap: the broker.
+        group: the consumer group whose commits to read.
+        topic: the input topic.
+        partitions: its partition count.
+    """
+
+    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        self._tps = [TopicPartition(topic, p) for p in range(partitions)]
+
+    def total(self) -> int:
+        """Sum of committed offsets (-1 while the coordinator cannot answer)."""
+        try:
+            tps = self._consumer.committed(self._tps, timeout=5)
+        except KafkaException:
+            return -1
+        return sum(max(tp.offset, 0) for tp in tps)
+
+    def close(self) -> None:
+        """Close the consumer (it never joined the group)."""
+        self._consumer.close()
+
+
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Sum of the group's committed offsets on ``topic`` (-1 if the coordinator is not ready)."""
+    watcher = CommitWatcher(bootstrap, group, topic, partitions)
+    try:
+        return watcher.total()
+    finally:
+        watcher.close()
+
+
+Fetched = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""A record read back: (partition, offset, key, value, headers)."""
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Fetched]:
+    """Every committed record of ``topic`` now, partition by partition in offset order.
+
+    Reads each partition from the start to its high watermark (read_committed).
+
+    Raises:
+        BenchError: the topic could not be read to its end within ``timeout_s``.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-bench-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    out: list[Fetched] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return out
+        todo: set[int] = set()
+        assign = []
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                todo.add(p)
+                assign.append(TopicPartition(topic, p, low))
+        if not assign:
+            return out
+        consumer.assign(assign)
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise BenchError(f"could not read {topic} to its end in {timeout_s:.0f} s")
+            for msg in consumer.consume(num_messages=10_000, timeout=0.2):
+                err = msg.error()
+                part = msg.partition() or 0
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        todo.discard(part)
+                    continue
+                out.append(
+                    (part, msg.offset() or 0, msg.key(), msg.value(), list(msg.headers() or []))
+                )
+    finally:
+        consumer.close()
+    return out
