@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from detector.bundle import Manifest
 from detector.core import DeadLetter, Decisions, DetectorCore, Prepared, ScoreArrays, Scorer
 from detector.events import encode_event
 from detector.kafka_io import KafkaIO, PublishError
@@ -25,7 +26,7 @@ from detector.metrics import DetectorMetrics, HealthServer
 from detector.settings import DetectorSettings
 from detector.threshold import ThresholdBank
 
-__all__ = ["DetectorService", "EmptyScores"]
+__all__ = ["DetectorService", "EmptyScores", "build_core"]
 
 log = structlog.get_logger()
 
@@ -45,6 +46,22 @@ class EmptyScores:
             np.zeros((0, window_size), np.float32),
             np.zeros((0, n_channels), np.float32),
         )
+
+
+def build_core(settings: DetectorSettings, manifest: Manifest) -> DetectorCore:
+    """The pure core for a bundle, with thresholds warm-started from its reference errors."""
+    bank = ThresholdBank(
+        settings.threshold,
+        np.asarray(manifest.reference_errors.sample, dtype=np.float64),
+        manifest.threshold.value,
+    )
+    return DetectorCore(
+        manifest,
+        bank,
+        settings.lifecycle,
+        max_message_bytes=settings.max_message_bytes,
+        state_interval_ms=int(settings.state_interval_s * 1000),
+    )
 
 
 def _now_ms() -> int:
@@ -75,20 +92,7 @@ class DetectorService:
 
         loaded = load_bundle(settings.bundle)
         loaded.warmup()
-        manifest = loaded.manifest
-        bank = ThresholdBank(
-            settings.threshold,
-            np.asarray(manifest.reference_errors.sample, dtype=np.float64),
-            manifest.threshold.value,
-        )
-        core = DetectorCore(
-            manifest,
-            bank,
-            settings.lifecycle,
-            max_message_bytes=settings.max_message_bytes,
-            state_interval_ms=int(settings.state_interval_s * 1000),
-        )
-        return cls(settings, loaded, core)
+        return cls(settings, loaded, build_core(settings, loaded.manifest))
 
     # -- partitions -----------------------------------------------------------------------
 

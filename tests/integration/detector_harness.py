@@ -10,10 +10,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from detector.bundle import Manifest
-from detector.core import DetectorCore, Scorer
-from detector.service import DetectorService
+from detector.core import Scorer
+from detector.service import DetectorService, build_core
 from detector.settings import DetectorSettings
-from detector.threshold import ThresholdBank
 from tests.kafka_helpers import unique_name, wait_until
 
 
@@ -47,13 +46,7 @@ def settings_for(bootstrap: str, **overrides: Any) -> DetectorSettings:
 def build_service(
     settings: DetectorSettings, manifest: Manifest, scorer: Scorer
 ) -> DetectorService:
-    bank = ThresholdBank(
-        settings.threshold, manifest.reference_errors.sample, manifest.threshold.value
-    )
-    core = DetectorCore(
-        manifest, bank, settings.lifecycle, max_message_bytes=settings.max_message_bytes
-    )
-    return DetectorService(settings, scorer, core)
+    return DetectorService(settings, scorer, build_core(settings, manifest))
 
 
 @contextlib.contextmanager
