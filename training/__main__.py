@@ -134,6 +134,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     configure_logging("WARNING" if args.quiet else "INFO")
     from training.evaluate import SUMMARY_HEADER, evaluate_bundle, summary_row
     from training.export import write_json
+    from training.train import configure_tensorflow
+
+    configure_tensorflow(threads=2, deterministic=False)
 
     result = evaluate_bundle(
         args.model,

@@ -29,7 +29,7 @@ import structlog
 from detector.bundle import Manifest
 from detector.model import compile_reconstructor, load_bundle, score_reconstruction
 from training.calibrate import calibrate, reference_errors
-from training.data import Dataset, load_dataset, split_dataset
+from training.data import Dataset, Split, load_dataset, split_dataset
 from training.errors import DataError
 from training.evaluate import metrics
 from training.export import (
@@ -59,7 +59,7 @@ log = structlog.get_logger("training")
 MIN_NORMAL_PER_FOLD = 4
 
 
-def _split_normal(data: Dataset, s: TrainingSettings) -> tuple[Any, npt.NDArray[np.intp]]:
+def _split_normal(data: Dataset, s: TrainingSettings) -> tuple[Split, npt.NDArray[np.intp]]:
     split = split_dataset(data, s.test_fraction, s.split_seed)
     anomalous = data.anomalous()
     normal_train = split.train[~anomalous[split.train]]
@@ -143,8 +143,14 @@ def fit_bundle(s: TrainingSettings, data_path: Path, out: Path) -> dict[str, Any
             score=run.score,
             reference_errors=reference_errors(
                 run.cross.scores,
-                f"out-of-fold scores of all {len(x_train)} normal training windows "
-                f"({s.folds} folds, one member each)",
+                f"out-of-fold scores of all {len(x_train)} normal training windows, "
+                f"{s.folds} folds, each scored by the one model that did not see it"
+                + (
+                    " (the ensemble averages members, so its own normal scores are a little "
+                    "lower: a conservative reference)"
+                    if run.ensemble
+                    else ""
+                ),
                 s.target_far,
                 seed=s.seed,
             ),

@@ -104,10 +104,13 @@ def _vae_class() -> Any:
             z_mean, _ = self.encoder(x, training=training)
             return self.decoder(z_mean, training=training)
 
-        def loss_terms(self, x: Any, training: bool) -> tuple[Any, Any]:
+        def loss_terms(self, x: Any, training: bool, sample: bool = True) -> tuple[Any, Any]:
+            """(reconstruction, KL) terms; ``sample=False`` decodes the posterior mean."""
             z_mean, z_log_var = self.encoder(x, training=training)
-            eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
-            z = z_mean + ops.exp(0.5 * z_log_var) * eps
+            z = z_mean
+            if sample:
+                eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+                z = z_mean + ops.exp(0.5 * z_log_var) * eps
             x_hat = self.decoder(z, training=training)
             n_features = ops.cast(ops.shape(x)[1] * ops.shape(x)[2], "float32")
             mse = ops.mean(ops.square(x - x_hat))

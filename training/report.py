@@ -51,6 +51,13 @@ def _model_entry(run: ModelRun, evaluation: dict[str, Any]) -> dict[str, Any]:
             "windows (each scored by the one fold model that did not see it)",
             "n": len(run.cross.scores),
             "realised_false_alarm_rate": evaluation.get("oof_false_alarm_rate"),
+            "note": (
+                "realised_false_alarm_rate is the share of these single-model out-of-fold "
+                "scores above the threshold; the ensemble averages its members, so its own "
+                "scores on unseen normal windows are lower (see test.false_alarm_rate)"
+                if run.ensemble
+                else "realised_false_alarm_rate: share of these scores above the threshold"
+            ),
         },
         "training": {
             "epochs": [m.epochs_run for m in run.members],
@@ -160,8 +167,9 @@ def summary_lines(report: dict[str, Any], out: str) -> list[str]:
     lines += [
         "",
         f"threshold {thr['value']:.6g} for a {report['target_far']:.2%} false-alarm rate: "
-        f"{thr['method']}, {thr['n_samples']} out-of-fold normal windows "
-        f"(realised there: {model['calibration']['realised_false_alarm_rate']:.2%})",
+        f"{thr['method']} of {thr['n_samples']} out-of-fold normal scores "
+        f"({model['calibration']['realised_false_alarm_rate']:.2%} of them above it)",
+        f"scorer: {model['scorer']}",
         f"bundle: {out} (model.keras, manifest.json, report.json, plots/) in "
         f"{report['timing']['total_seconds']:.0f} s",
     ]
