@@ -68,11 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_quiet is None:
         args.wait_quiet = 10.0 if args.mode == "quick" else 120.0
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    from bench.broker import BenchError
     from bench.runner import run
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         return run(args.mode, only, command, args, workdir)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
     finally:
         if args.keep_workdir:
             print(f"bench: child logs kept in {workdir}", flush=True)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 __all__ = [
@@ -177,9 +177,12 @@ Fetched = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Fetched]:
-    """Every committed record of ``topic`` now, partition by partition in offset order.
+    """Every committed record of ``topic`` up to its high watermarks now, in offset order.
 
-    Reads each partition from the start to its high watermark (read_committed).
+    A read_committed reader may reach the end of what it can see before a just-committed
+    transaction's markers are written (``commit_transaction`` returns before they are), so
+    reaching the end is not enough: each partition is read until the reader's position
+    passes the high watermark taken at the start (the markers included).
 
     Raises:
         BenchError: the topic could not be read to its end within ``timeout_s``.
@@ -190,7 +193,6 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Fetc
             "group.id": f"{topic}-bench-reader",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
-            "enable.partition.eof": True,
         }
     )
     out: list[Fetched] = []
@@ -198,30 +200,35 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Fetc
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
             return out
-        todo: set[int] = set()
+        ends: dict[int, int] = {}
         assign = []
         for p in meta.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
-                todo.add(p)
+                ends[p] = high
                 assign.append(TopicPartition(topic, p, low))
         if not assign:
             return out
         consumer.assign(assign)
         deadline = time.monotonic() + timeout_s
-        while todo:
+        while ends:
             if time.monotonic() > deadline:
                 raise BenchError(f"could not read {topic} to its end in {timeout_s:.0f} s")
             for msg in consumer.consume(num_messages=10_000, timeout=0.2):
-                err = msg.error()
-                part = msg.partition() or 0
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        todo.discard(part)
-                    continue
-                out.append(
-                    (part, msg.offset() or 0, msg.key(), msg.value(), list(msg.headers() or []))
-                )
+                if msg.error() is None:
+                    out.append(
+                        (
+                            msg.partition() or 0,
+                            msg.offset() or 0,
+                            msg.key(),
+                            msg.value(),
+                            list(msg.headers() or []),
+                        )
+                    )
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            for tp in positions:
+                if tp.offset >= ends[tp.partition]:
+                    del ends[tp.partition]
     finally:
         consumer.close()
     return out
