@@ -25,9 +25,8 @@ from detector.core import DeadLetter, Decisions, DetectorCore, InputRecord, Prep
 from detector.core import Scorer as CoreScorer
 from detector.kafka_io import KafkaIO
 from detector.messages import decode_window
-from detector.service import DetectorService
+from detector.service import DetectorService, build_core
 from detector.settings import DetectorSettings
-from detector.threshold import ThresholdBank
 
 __all__ = ["STAGES", "DrainResult", "InProcessDetector", "StageClock", "consume_only"]
 
@@ -113,19 +112,7 @@ class _TimedScorer:
 
 def build_service(settings: DetectorSettings, scorer: CoreScorer, manifest: Any) -> DetectorService:
     """The service ``DetectorService.from_bundle`` would build, around an already loaded model."""
-    bank = ThresholdBank(
-        settings.threshold,
-        np.asarray(manifest.reference_errors.sample, dtype=np.float64),
-        manifest.threshold.value,
-    )
-    core = DetectorCore(
-        manifest,
-        bank,
-        settings.lifecycle,
-        max_message_bytes=settings.max_message_bytes,
-        state_interval_ms=int(settings.state_interval_s * 1000),
-    )
-    return DetectorService(settings, scorer, core)
+    return DetectorService(settings, scorer, build_core(settings, manifest))
 
 
 class InProcessDetector:

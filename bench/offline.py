@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.core import DetectorCore, InputRecord, Prepared
+from detector.core import InputRecord, Prepared
+from detector.service import build_core
 from detector.settings import DetectorSettings
-from detector.threshold import ThresholdBank
 
 __all__ = ["OfflineResult", "replay"]
 
@@ -59,18 +59,7 @@ def replay(
     settings: DetectorSettings, scorer: Any, manifest: Any, records: list[InputRecord]
 ) -> OfflineResult:
     """Decide every record as the service would, one window at a time (scored in batches)."""
-    bank = ThresholdBank(
-        settings.threshold,
-        np.asarray(manifest.reference_errors.sample, dtype=np.float64),
-        manifest.threshold.value,
-    )
-    core = DetectorCore(
-        manifest,
-        bank,
-        settings.lifecycle,
-        max_message_bytes=settings.max_message_bytes,
-        state_interval_ms=int(settings.state_interval_s * 1000),
-    )
+    core = build_core(settings, manifest)
     out = OfflineResult()
     for start in range(0, len(records), SCORE_BATCH):
         prepared = core.prepare(records[start : start + SCORE_BATCH])
@@ -85,7 +74,7 @@ def replay(
                 np.asarray(result.step_errors[i : i + 1]),
                 np.asarray(result.channel_errors[i : i + 1]),
             )
-            threshold = bank.get(window.source_id).value
+            threshold = core.bank.get(window.source_id).value
             decisions = core.decide(one, part, window.event_time_ms)
             out.flags.append(decisions.flagged > 0)
             out.scores.append(float(part.scores[0]))
