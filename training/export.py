@@ -56,11 +56,18 @@ def check_out_dir(out: Path) -> None:
 
 
 def staging_dir(out: Path) -> Path:
-    """A fresh, empty staging folder next to ``out``."""
+    """A fresh, empty staging folder next to ``out``.
+
+    Raises:
+        ConfigError: the folder cannot be created (permissions, read-only file system).
+    """
     stage = out.parent / f".{out.name}.staging-{os.getpid()}"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
+    try:
+        if stage.exists():
+            shutil.rmtree(stage)
+        stage.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there: {exc.strerror or exc}") from exc
     return stage
 
 

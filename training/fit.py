@@ -44,7 +44,7 @@ from training.export import (
 from training.models import ArchSpec
 from training.normalise import default_method, fit_normalisation
 from training.plots import Curve, ScoredSet, plot_all
-from training.report import build_report, manifest_metrics
+from training.report import build_report, manifest_metrics, training_info
 from training.runs import ModelRun, run_model
 from training.settings import TrainingSettings
 from training.train import (
@@ -90,6 +90,26 @@ def fit_bundle(s: TrainingSettings, data_path: Path, out: Path) -> dict[str, Any
     check_out_dir(out)
     data = load_dataset(data_path, s.format, s.window, s.stride, s.label_column)
     split, normal_train = _split_normal(data, s)
+    stage = staging_dir(out.resolve())  # fail on an unwritable --out before training
+    try:
+        manifest, report = _fit_into(stage, s, data, split, normal_train, started)
+        publish(stage, out.resolve())
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    log.info("bundle_written", out=str(out), model=manifest.model_id)
+    return report
+
+
+def _fit_into(
+    stage: Path,
+    s: TrainingSettings,
+    data: Dataset,
+    split: Split,
+    normal_train: npt.NDArray[np.intp],
+    started: float,
+) -> tuple[Manifest, dict[str, Any]]:
+    """Everything from normalisation to the written report, inside ``stage``."""
     method = default_method(data.format) if s.normalisation == "auto" else s.normalisation
     norm = fit_normalisation(data.windows[normal_train], method)
     x_train = norm.apply(data.windows[normal_train])
@@ -97,7 +117,7 @@ def fit_bundle(s: TrainingSettings, data_path: Path, out: Path) -> dict[str, Any
     configure_tensorflow(s.threads)  # after the data checks, so bad input fails fast
     log.info(
         "data",
-        path=str(data_path),
+        path=str(data.path),
         format=data.format,
         windows=len(data.windows),
         shape=[t, c],
@@ -125,71 +145,63 @@ def fit_bundle(s: TrainingSettings, data_path: Path, out: Path) -> dict[str, Any
 
     x_test = data.windows[split.test]
     y_test = data.anomalous()[split.test]
-    out = out.resolve()
-    stage = staging_dir(out)
-    try:
-        sha = save_model(run.scorer(), stage)
-        created = datetime.now(tz=UTC)
-        stem = data.path.stem
-        manifest = Manifest(
-            model_name=s.model_name or f"{spec.name}-{stem}",
-            model_version=s.model_version or f"{created:%Y%m%dT%H%M%SZ}-seed{s.seed}",
-            created_at=created,
-            arch=spec.name,
-            window_size=t,
-            n_channels=c,
-            channel_names=data.channel_names,
-            normalisation=norm,
-            score=run.score,
-            reference_errors=reference_errors(
-                run.cross.scores,
-                f"out-of-fold scores of all {len(x_train)} normal training windows, "
-                f"{s.folds} folds, each scored by the one model that did not see it"
-                + (
-                    " (the ensemble averages members, so its own normal scores are a little "
-                    "lower: a conservative reference)"
-                    if run.ensemble
-                    else ""
-                ),
-                s.target_far,
-                seed=s.seed,
+    sha = save_model(run.scorer(), stage)
+    created = datetime.now(tz=UTC)
+    stem = data.path.stem
+    manifest = Manifest(
+        model_name=s.model_name or f"{spec.name}-{stem}",
+        model_version=s.model_version or f"{created:%Y%m%dT%H%M%SZ}-seed{s.seed}",
+        created_at=created,
+        arch=spec.name,
+        window_size=t,
+        n_channels=c,
+        channel_names=data.channel_names,
+        normalisation=norm,
+        score=run.score,
+        reference_errors=reference_errors(
+            run.cross.scores,
+            f"out-of-fold scores of all {len(x_train)} normal training windows, "
+            f"{s.folds} folds, each scored by the one model that did not see it"
+            + (
+                " (the ensemble averages members, so its own normal scores are a little "
+                "lower: a conservative reference)"
+                if run.ensemble
+                else ""
             ),
-            threshold=run.threshold,
-            library_versions=library_versions(),
-            training=_training_info(s, data, split.how, len(normal_train), spec),
-            model_sha256=sha,
+            s.target_far,
+            seed=s.seed,
+        ),
+        threshold=run.threshold,
+        library_versions=library_versions(),
+        training=training_info(s, data, split.how, len(normal_train), spec),
+        model_sha256=sha,
+    )
+    write_manifest(stage, manifest)
+    loaded = load_bundle(stage)  # the detector's loader: checksum, schema, safe_mode
+    result = loaded.score(x_test)
+    model_test = metrics(result.scores, y_test, run.threshold.value)
+    x_test_norm = loaded.normalise(x_test)
+    evaluation = _evaluate(run, baseline, x_train, x_test_norm, y_test, s)
+    evaluation["model"]["test"] = model_test
+    report = build_report(
+        s,
+        data,
+        split.how,
+        len(normal_train),
+        run,
+        baseline,
+        evaluation,
+        time.monotonic() - started,
+    )
+    if s.plots:
+        report["plots"] = _plots(
+            stage, run, baseline, evaluation, result, loaded, x_test_norm, y_test, data
         )
-        write_manifest(stage, manifest)
-        loaded = load_bundle(stage)  # the detector's loader: checksum, schema, safe_mode
-        result = loaded.score(x_test)
-        model_test = metrics(result.scores, y_test, run.threshold.value)
-        x_test_norm = loaded.normalise(x_test)
-        evaluation = _evaluate(run, baseline, x_train, x_test_norm, y_test, s)
-        evaluation["model"]["test"] = model_test
-        report = build_report(
-            s,
-            data,
-            split.how,
-            len(normal_train),
-            run,
-            baseline,
-            evaluation,
-            time.monotonic() - started,
-        )
-        if s.plots:
-            report["plots"] = _plots(
-                stage, run, baseline, evaluation, result, loaded, x_test_norm, y_test, data
-            )
-        report["timing"]["total_seconds"] = round(time.monotonic() - started, 1)
-        manifest.metrics = manifest_metrics(report)
-        write_manifest(stage, manifest)
-        write_json(stage / "report.json", report)
-        publish(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    log.info("bundle_written", out=str(out), model=manifest.model_id)
-    return report
+    report["timing"]["total_seconds"] = round(time.monotonic() - started, 1)
+    manifest.metrics = manifest_metrics(report)
+    write_manifest(stage, manifest)
+    write_json(stage / "report.json", report)
+    return manifest, report
 
 
 def _evaluate(
@@ -276,27 +288,3 @@ def _plots(
         result.step_errors,
         data.channel_names,
     )
-
-
-def _training_info(
-    s: TrainingSettings, data: Dataset, how: str, n_normal: int, spec: ArchSpec
-) -> dict[str, str | int | float | bool | None]:
-    return {
-        "data": str(data.path),
-        "format": data.format,
-        "split": how,
-        "train_normal_windows": n_normal,
-        "arch": spec.name,
-        "latent": spec.latent,
-        "widths": ",".join(str(w) for w in spec.hidden),
-        "beta": spec.beta,
-        "epochs": s.epochs,
-        "batch_size": s.batch_size,
-        "learning_rate": s.learning_rate,
-        "patience": s.patience,
-        "val_fraction": s.val_fraction,
-        "folds": s.folds,
-        "ensemble_members": s.folds if s.ensemble and spec.arch != "ae-baseline" else 1,
-        "seed": s.seed,
-        "window_stride": data.window_stride or None,
-    }

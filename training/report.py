@@ -15,10 +15,11 @@ from training.models import count_params
 
 if TYPE_CHECKING:
     from training.data import Dataset
+    from training.models import ArchSpec
     from training.runs import ModelRun
     from training.settings import TrainingSettings
 
-__all__ = ["build_report", "manifest_metrics", "summary_lines"]
+__all__ = ["build_report", "manifest_metrics", "summary_lines", "training_info"]
 
 REPORT_VERSION = 1
 SCORE_CHOICE = (
@@ -174,3 +175,28 @@ def summary_lines(report: dict[str, Any], out: str) -> list[str]:
         f"{report['timing']['total_seconds']:.0f} s",
     ]
     return lines
+
+
+def training_info(
+    s: TrainingSettings, data: Dataset, how: str, n_normal: int, spec: ArchSpec
+) -> dict[str, str | int | float | bool | None]:
+    """The manifest's ``training`` entry: data, split and the settings that shaped the model."""
+    return {
+        "data": str(data.path),
+        "format": data.format,
+        "split": how,
+        "train_normal_windows": n_normal,
+        "arch": spec.name,
+        "latent": spec.latent,
+        "widths": ",".join(str(w) for w in spec.hidden),
+        "beta": spec.beta,
+        "epochs": s.epochs,
+        "batch_size": s.batch_size,
+        "learning_rate": s.learning_rate,
+        "patience": s.patience,
+        "val_fraction": s.val_fraction,
+        "folds": s.folds,
+        "ensemble_members": s.folds if s.ensemble and spec.arch != "ae-baseline" else 1,
+        "seed": s.seed,
+        "window_stride": data.window_stride or None,
+    }

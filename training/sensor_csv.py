@@ -20,7 +20,6 @@ Rows are reported by their 1-based line number in the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -36,20 +35,22 @@ TRUE_WORDS = {"1", "1.0", "true", "yes"}
 FALSE_WORDS = {"0", "0.0", "false", "no"}
 
 
-def read_lines(path: Path) -> Iterator[str]:
-    """The file's lines without line endings.
+def read_lines(path: Path) -> list[str]:
+    """The file's lines without line endings (read whole: the file is closed on return).
 
     Raises:
         DataError: the file cannot be read or is not UTF-8 text.
     """
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            for line in fh:
-                yield line.rstrip("\r\n")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise DataError(path, f"cannot be read: {exc.strerror or exc}") from exc
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
 
 
 def parse_float_row(
@@ -107,7 +108,9 @@ def read_sensor_csv(
     sep = ";" if header.count(";") > header.count(",") else ","
     names = [h.strip().strip('"').strip() for h in header.split(sep)]
     if len(names) < 2:
-        raise DataError(path, "the header names fewer than 2 columns (timestamp + channels)", 1)
+        raise DataError(
+            path, "the header names fewer than 2 columns (timestamp + channels)", header_line
+        )
     if any(not n for n in names):
         raise DataError(path, "the header has an empty column name", header_line)
     if len(set(names)) != len(names):
@@ -117,7 +120,9 @@ def read_sensor_csv(
     except ValueError:
         pass
     else:
-        raise DataError(path, "the first line is numbers; a csv series needs a header row", 1)
+        raise DataError(
+            path, "the first line is numbers; a csv series needs a header row", header_line
+        )
     lower = [n.lower() for n in names]
     ts_col = next((lower.index(t) for t in TIMESTAMP_NAMES if t in lower), 0)
     if label_column is not None and label_column not in names:
