@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from detector.kafka_io import read_committed_to_end
+
 __all__ = [
     "BenchError",
     "BrokerInfo",
@@ -179,56 +181,27 @@ Fetched = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Fetched]:
     """Every committed record of ``topic`` up to its high watermarks now, in offset order.
 
-    A read_committed reader may reach the end of what it can see before a just-committed
-    transaction's markers are written (``commit_transaction`` returns before they are), so
-    reaching the end is not enough: each partition is read until the reader's position
-    passes the high watermark taken at the start (the markers included).
+    A just-committed transaction's records count even if its markers are not yet written
+    (``commit_transaction`` returns before they are): see
+    :func:`detector.kafka_io.read_committed_to_end`.
 
     Raises:
         BenchError: the topic could not be read to its end within ``timeout_s``.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-bench-reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    out: list[Fetched] = []
+    conf = {"bootstrap.servers": bootstrap}
+    admin = Consumer({**conf, "group.id": f"{topic}-bench-reader"})
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return out
-        ends: dict[int, int] = {}
-        assign = []
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
-                assign.append(TopicPartition(topic, p, low))
-        if not assign:
-            return out
-        consumer.assign(assign)
-        deadline = time.monotonic() + timeout_s
-        while ends:
-            if time.monotonic() > deadline:
-                raise BenchError(f"could not read {topic} to its end in {timeout_s:.0f} s")
-            for msg in consumer.consume(num_messages=10_000, timeout=0.2):
-                if msg.error() is None:
-                    out.append(
-                        (
-                            msg.partition() or 0,
-                            msg.offset() or 0,
-                            msg.key(),
-                            msg.value(),
-                            list(msg.headers() or []),
-                        )
-                    )
-            positions = consumer.position([TopicPartition(topic, p) for p in ends])
-            for tp in positions:
-                if tp.offset >= ends[tp.partition]:
-                    del ends[tp.partition]
+        meta = admin.list_topics(topic, timeout=10).topics.get(topic)
     finally:
-        consumer.close()
-    return out
+        admin.close()
+    if meta is None or meta.error is not None:
+        return []
+    records, incomplete = read_committed_to_end(
+        conf, topic, list(meta.partitions), timeout_s, group_id=f"{topic}-bench-reader"
+    )
+    if incomplete:
+        raise BenchError(f"could not read {topic} partitions {incomplete} to their end")
+    return [
+        (m.partition() or 0, m.offset() or 0, m.key(), m.value(), list(m.headers() or []))
+        for m in records
+    ]

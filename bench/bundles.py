@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.broker import BenchError
+from bench.data import SIM_SEED, SIM_SOURCES
 from bench.procs import REPO, _die_with_parent, clean_env
 
-__all__ = ["SIM_SEED", "BundleJob", "bundle_cache", "cache_key", "write_sim_npz"]
-
-SIM_SEED = 101
-SIM_SOURCES = 16
+__all__ = ["BundleJob", "bundle_cache", "cache_key", "write_sim_npz"]
 
 
 def bundle_cache() -> Path:

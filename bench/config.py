@@ -37,8 +37,7 @@ class ModeConfig:
             5k/s: the settings this benchmark recommends, measured beside the defaults.
         txn_floor_batches: iterations of the bare transaction loop (the latency floor).
         scaling_windows: preloaded windows for the 1-vs-2-process comparison.
-        drift_sources: sources in the drift scenario.
-        drift_rounds: windows per source in the drift scenario.
+        drift_rounds: windows per source in the drift scenario (16 sources).
         sim_train_windows: normal simulated windows to train the simulated-ECG bundle on.
         sim_fit_args: ``training fit`` arguments for that bundle.
         ecg_fit_args: ``training fit`` arguments for the ECG5000 bundle.
@@ -53,7 +52,6 @@ class ModeConfig:
     latency_tuned: tuple[tuple[float | None, dict[str, str]], ...]
     txn_floor_batches: int
     scaling_windows: int
-    drift_sources: int
     drift_rounds: int
     sim_train_windows: int
     sim_fit_args: tuple[str, ...]
@@ -80,8 +78,7 @@ QUICK = ModeConfig(
     latency_tuned=(),
     txn_floor_batches=100,
     scaling_windows=40_000,
-    drift_sources=6,
-    drift_rounds=2_000,
+    drift_rounds=1_800,
     sim_train_windows=3_000,
     # a small budget: the quick mode must finish in 3 minutes from a fresh clone
     sim_fit_args=(*_QUICK_FIT, "--format", "npz"),
@@ -98,7 +95,6 @@ FULL = ModeConfig(
     latency_tuned=((None, TXN_BACKOFF), (0.005, TXN_BACKOFF)),
     txn_floor_batches=300,
     scaling_windows=200_000,
-    drift_sources=16,
     drift_rounds=4_000,
     sim_train_windows=6_000,
     sim_fit_args=("--format", "npz", "--epochs", "60", "--folds", "3", *_COMMON_FIT),

@@ -28,18 +28,23 @@ __all__ = [
     "BASE_TIME_MS",
     "ECG5000_DEFAULT",
     "PERIOD_MS",
+    "SIM_SEED",
+    "SIM_SOURCES",
     "Ecg5000Split",
     "Encoding",
     "ecg5000_path",
     "event_time_ms",
     "load_ecg5000_test",
     "sim_batches",
+    "train_rounds",
 ]
 
 Encoding = Literal["binary", "json"]
 DAY_MS = 86_400_000
 BASE_TIME_MS = (time.time_ns() // 1_000_000 // DAY_MS - 1) * DAY_MS
 PERIOD_MS = 1000  # one window per second per source, in event time
+SIM_SEED = 101  # the simulated patients: the bundle is trained on them and streams use them
+SIM_SOURCES = 16
 ECG5000_DEFAULT = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg5000" / "ecg5000.csv"
 )
@@ -48,21 +53,52 @@ ECG5000_DEFAULT = (
 def sim_batches(
     n: int,
     *,
-    seed: int,
-    n_sources: int,
+    skip_rounds: int = 0,
     anomaly_rate: float = 0.0,
     anomaly_types: list[str] | None = None,
     drift: DriftScenario | None = None,
 ) -> Iterator[WindowBatch]:
-    """``n`` simulated ECG windows (140 x 1), round-robin over ``n_sources`` sources."""
-    return make_batches(
+    """``n`` simulated ECG windows (140 x 1) of the :data:`SIM_SOURCES` patients.
+
+    The sources and seed are those the simulated-ECG bundle is trained on (its first
+    ``train_rounds`` windows per source), so the model knows these patients, as a deployed
+    one would; ``skip_rounds`` drops that many leading rounds (pass the training rounds to
+    score only beats the model never saw). ``seq`` keeps counting from the stream's start.
+    """
+    stream = make_batches(
         "ecg",
-        n,
-        seed=seed,
+        n + skip_rounds * SIM_SOURCES,
+        seed=SIM_SEED,
         anomaly_rate=anomaly_rate,
         anomaly_types=anomaly_types,
         drift=drift,
-        n_sources=n_sources,
+        n_sources=SIM_SOURCES,
+    )
+    to_skip = skip_rounds * SIM_SOURCES
+    for batch in stream:
+        if to_skip >= len(batch):
+            to_skip -= len(batch)
+            continue
+        yield _tail(batch, to_skip) if to_skip else batch
+        to_skip = 0
+
+
+def train_rounds(train_windows: int) -> int:
+    """Rounds (windows per source) of the simulated-ECG bundle's training data."""
+    return -(-train_windows // SIM_SOURCES)
+
+
+def _tail(batch: WindowBatch, start: int) -> WindowBatch:
+    times = batch.file_time_ms
+    return WindowBatch(
+        list(batch.source_ids[start:]),
+        batch.seqs[start:],
+        batch.values[start:],
+        batch.labels[start:],
+        list(batch.anomaly_types[start:]),
+        list(batch.regimes[start:]),
+        batch.channel_names,
+        None if times is None else times[start:],
     )
 
 

@@ -28,8 +28,9 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from bench import stats
 from bench.broker import BenchError, CommitWatcher, create_topics, wait_until
-from bench.config import create_output_topics
+from bench.config import TXN_BACKOFF, create_output_topics
 from bench.context import Context
+from bench.data import SIM_SEED, SIM_SOURCES
 from bench.detector_proc import TF_SINGLE_THREAD, DetectorRun, detector_child, wait_ready
 from bench.procs import Child
 from bench.targets import dig
@@ -38,7 +39,6 @@ from detector.settings import DetectorSettings
 __all__ = ["AlertReader", "run_latency", "summarise_phases"]
 
 PARTITIONS = 4
-SOURCES = 64
 ANOMALY_RATE = 0.04
 WARM_FRACTION = 0.2
 WARMUP_PHASE = (1000, 2.0)
@@ -169,7 +169,9 @@ def _one_mode(
             "--phases",
             ",".join(f"{r}:{s}" for r, s in phases),
             "--sources",
-            str(SOURCES),
+            str(SIM_SOURCES),
+            "--seed",
+            str(SIM_SEED),
             "--anomaly-rate",
             str(ANOMALY_RATE),
             "--report",
@@ -220,31 +222,42 @@ def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
     """The bare cost of one exactly-once batch on this broker, and of its at-least-once twin.
 
     A read-process-write loop with nothing to process: consume one record, produce one,
-    send the offsets, commit (exactly-once); or produce, flush, commit offsets synchronously
+    send the offsets, commit (exactly-once, with librdkafka's default ``retry.backoff.ms`` and
+    with :data:`~bench.config.TXN_BACKOFF`); or produce, flush, commit offsets synchronously
     (at-least-once). The p99 of this loop is a floor no detector batch can go under.
     """
     create_topics(bootstrap, {topic: 1, f"{topic}-out": 1})
     feeder = Producer({"bootstrap.servers": bootstrap, "log_level": 3})
-    for i in range(2 * n):
+    for i in range(3 * n):
         feeder.produce(topic, value=b"x", key=str(i).encode())
     feeder.flush(30)
     out: dict[str, Any] = {}
-    for mode in ("exactly-once", "at-least-once"):
+    for mode, extra in (
+        ("exactly-once", {}),
+        ("exactly-once, retry.backoff.ms=5", TXN_BACKOFF),
+        ("at-least-once", {}),
+    ):
         consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
-                "group.id": f"{topic}-{mode}",
+                "group.id": f"{topic}-{len(out)}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 10,
             }
         )
-        conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3}
-        if mode == "exactly-once":
-            conf["transactional.id"] = f"{topic}-txn"
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 1,
+            "log_level": 3,
+            **extra,
+        }
+        eos = mode.startswith("exactly-once")
+        if eos:
+            conf["transactional.id"] = f"{topic}-txn-{len(out)}"
         producer = Producer(conf)
-        if mode == "exactly-once":
+        if eos:
             producer.init_transactions(30)
         consumer.subscribe([topic])
         totals: list[float] = []
@@ -257,11 +270,11 @@ def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
                 if msg is None or msg.error() is not None:
                     continue
                 t0 = time.perf_counter()
-                if mode == "exactly-once":
+                if eos:
                     producer.begin_transaction()
                 producer.produce(f"{topic}-out", value=b"alert")
                 positions = consumer.position(consumer.assignment())
-                if mode == "exactly-once":
+                if eos:
                     t1 = time.perf_counter()
                     producer.send_offsets_to_transaction(
                         positions, consumer.consumer_group_metadata(), 30
@@ -286,7 +299,7 @@ def run_latency(ctx: Context, workdir: Path) -> dict[str, Any]:
     """Both delivery modes at the default settings, then the tuned exactly-once runs."""
     defaults = DetectorSettings.model_fields
     out: dict[str, Any] = {
-        "sources": SOURCES,
+        "sources": SIM_SOURCES,
         "anomaly_rate": ANOMALY_RATE,
         "warm_fraction": WARM_FRACTION,
         "encoding": "binary",
@@ -304,10 +317,11 @@ def run_latency(ctx: Context, workdir: Path) -> dict[str, Any]:
     }
     floor = out["transaction_floor"]
     ctx.log(
-        "latency: bare transaction p50 "
-        f"{_ms(dig(floor, 'exactly-once', 'batch', 'p50_ms'))} p99 "
-        f"{_ms(dig(floor, 'exactly-once', 'batch', 'p99_ms'))}; at-least-once p99 "
-        f"{_ms(dig(floor, 'at-least-once', 'batch', 'p99_ms'))}"
+        "latency: bare transaction p50/p99 "
+        + "; ".join(
+            f"{mode} {_ms(dig(r, 'batch', 'p50_ms'))}/{_ms(dig(r, 'batch', 'p99_ms'))}"
+            for mode, r in floor.items()
+        )
     )
     for delivery in ("exactly-once", "at-least-once"):
         result = _one_mode(ctx, delivery, workdir, ctx.cfg.latency_rates)

@@ -31,10 +31,12 @@ from bench.context import Context, LoadedModel
 from bench.data import (
     BASE_TIME_MS,
     PERIOD_MS,
+    SIM_SOURCES,
     Ecg5000Split,
     ecg5000_path,
     load_ecg5000_test,
     sim_batches,
+    train_rounds,
 )
 from bench.inproc import InProcessDetector
 from bench.offline import replay
@@ -49,7 +51,7 @@ __all__ = ["drift_scenario", "ecg5000_replay", "opened_inputs"]
 
 PARTITIONS = 4
 Pos = tuple[int, int]
-DRIFT_SEED = 31
+DRIFT_SEED = 31  # where the episodes go
 DRIFT_MAGNITUDE = 0.5
 EPISODE_START_P = 0.006  # per window outside an episode
 EPISODE_LEN = (3, 12)  # consecutive anomalous windows
@@ -187,9 +189,8 @@ def _stream(ctx: Context, drift: DriftScenario, rate: float, kind: str) -> Windo
     return concat_batches(
         list(
             sim_batches(
-                cfg.drift_sources * cfg.drift_rounds,
-                seed=DRIFT_SEED,
-                n_sources=cfg.drift_sources,
+                SIM_SOURCES * cfg.drift_rounds,
+                skip_rounds=train_rounds(cfg.sim_train_windows),
                 anomaly_rate=rate,
                 anomaly_types=[kind],
                 drift=drift,
@@ -206,12 +207,13 @@ def _drift_stream(ctx: Context) -> tuple[WindowBatch, DriftScenario]:
     its own beats with the anomaly, beat for beat.
     """
     cfg = ctx.cfg
-    rounds, n_sources = cfg.drift_rounds, cfg.drift_sources
+    rounds, n_sources = cfg.drift_rounds, SIM_SOURCES
+    first = train_rounds(cfg.sim_train_windows)  # seq of the stream's first round
     drift = DriftScenario(
         "gradual",
         target="amplitude",
         magnitude=DRIFT_MAGNITUDE,
-        start=int(rounds * 0.3),
+        start=first + int(rounds * 0.3),
         length=int(rounds * 0.4),
     )
     base = _stream(ctx, drift, 0.0, ECG_ANOMALIES[0])
@@ -287,7 +289,8 @@ def drift_scenario(ctx: Context) -> dict[str, Any]:
         )
     return {
         "windows": n,
-        "sources": ctx.cfg.drift_sources,
+        "sources": SIM_SOURCES,
+        "first_seq": train_rounds(ctx.cfg.sim_train_windows),
         "rounds_per_source": ctx.cfg.drift_rounds,
         "episodes": {
             "start_probability": EPISODE_START_P,

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.broker import BrokerInfo, open_broker, run_tag
-from bench.bundles import SIM_SEED, BundleJob, write_sim_npz
+from bench.bundles import BundleJob, write_sim_npz
 from bench.config import FULL, QUICK, ModeConfig
 from bench.context import Context
-from bench.data import ecg5000_path
+from bench.data import SIM_SEED, ecg5000_path
 from bench.machine import CpuMeter, machine_facts
 from bench.report import diagnose, fmt, render_section, replace_section, write_json
 from bench.targets import evaluate

@@ -22,7 +22,7 @@ from bench import stats
 from bench.broker import CommitWatcher, create_topics, wait_until
 from bench.config import create_output_topics
 from bench.context import Context
-from bench.data import sim_batches
+from bench.data import sim_batches, train_rounds
 from bench.detector_proc import TF_SINGLE_THREAD, DetectorRun, detector_child, wait_ready
 from bench.machine import CpuMeter
 from bench.preload import Preloaded, preload, windows_of
@@ -30,7 +30,6 @@ from bench.preload import Preloaded, preload, windows_of
 __all__ = ["run_scaling"]
 
 PARTITIONS = 4
-SOURCES = 64
 WARM_WINDOWS = 2_000
 SESSION_TIMEOUT_MS = "120000"
 
@@ -48,7 +47,9 @@ def _group_settled(bootstrap: str, group: str, members: int) -> bool:
 
 
 def _load(ctx: Context, topic: str, n: int, seed: int) -> Preloaded:
-    stream = sim_batches(n, seed=seed, n_sources=SOURCES, anomaly_rate=0.01)
+    # seed picks the part of the patients' stream: beats after the training rounds
+    skip = train_rounds(ctx.cfg.sim_train_windows) + seed
+    stream = sim_batches(n, skip_rounds=skip, anomaly_rate=0.01)
     return preload(ctx.bootstrap, topic, windows_of(stream), "binary")
 
 
@@ -57,7 +58,7 @@ def _one(ctx: Context, k: int, n: int, workdir: Path) -> dict[str, Any]:
     create_topics(ctx.bootstrap, {names.windows_topic: PARTITIONS})
     create_output_topics(ctx.bootstrap, names.run, PARTITIONS)
     if k == 1:  # start-up is timed to the first score: the data must be there first
-        _load(ctx, names.windows_topic, WARM_WINDOWS, seed=21)
+        _load(ctx, names.windows_topic, WARM_WINDOWS, seed=0)
     children = [
         detector_child(
             ctx.bootstrap,
@@ -90,11 +91,11 @@ def _one(ctx: Context, k: int, n: int, workdir: Path) -> dict[str, Any]:
             lambda: _group_settled(ctx.bootstrap, names.group, k), 120, f"{k} members settled"
         )
         if k > 1:
-            _load(ctx, names.windows_topic, WARM_WINDOWS, seed=21)
+            _load(ctx, names.windows_topic, WARM_WINDOWS, seed=0)
         wait_until(lambda: watcher.total() >= WARM_WINDOWS, 120, "the warm-up prefix")
         for child in children:
             child.suspend()
-        loaded = _load(ctx, names.windows_topic, n, seed=22)
+        loaded = _load(ctx, names.windows_topic, n, seed=WARM_WINDOWS // 16 + 1)
         target = WARM_WINDOWS + n
         pids = [c.pid for c in children] + ([ctx.broker.pid] if ctx.broker.pid else [])
         cpu_before = [c.cpu_seconds() or 0.0 for c in children]

@@ -15,7 +15,7 @@ from bench import stats
 from bench.broker import create_topics
 from bench.config import TXN_BACKOFF, create_output_topics, detector_settings
 from bench.context import Context
-from bench.data import sim_batches
+from bench.data import SIM_SOURCES, sim_batches, train_rounds
 from bench.inproc import DrainResult, InProcessDetector, consume_only
 from bench.naive import naive_baseline
 from bench.preload import preload, windows_of
@@ -23,7 +23,6 @@ from bench.preload import preload, windows_of
 __all__ = ["run_throughput"]
 
 PARTITIONS = 4
-SOURCES = 64
 ANOMALY_RATE = 0.01
 # name -> (encoding, what runs, settings overrides); run interleaved, in this order
 VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -50,7 +49,9 @@ def run_throughput(ctx: Context) -> dict[str, Any]:
     create_topics(ctx.bootstrap, dict.fromkeys(topics.values(), PARTITIONS))
     loads: dict[str, float] = {}
     for enc, topic in topics.items():
-        stream = sim_batches(n, seed=11, n_sources=SOURCES, anomaly_rate=ANOMALY_RATE)
+        stream = sim_batches(
+            n, skip_rounds=train_rounds(cfg.sim_train_windows), anomaly_rate=ANOMALY_RATE
+        )
         done = preload(
             ctx.bootstrap, topic, windows_of(stream), "binary" if enc == "binary" else "json"
         )
@@ -118,7 +119,7 @@ def run_throughput(ctx: Context) -> dict[str, Any]:
     return {
         "windows": n,
         "partitions": PARTITIONS,
-        "sources": SOURCES,
+        "sources": SIM_SOURCES,
         "anomaly_rate": ANOMALY_RATE,
         "window_shape": [model.manifest.window_size, model.manifest.n_channels],
         "preload_seconds": loads,
