@@ -33,7 +33,7 @@ from detector.core import DeadLetter, InputRecord
 from detector.errors import KafkaUnavailableError
 from detector.settings import DetectorSettings
 
-__all__ = ["DLQ_HEADERS", "KafkaIO", "PublishError"]
+__all__ = ["DLQ_HEADERS", "KafkaIO", "PublishError", "read_committed_to_end"]
 
 log = structlog.get_logger()
 
@@ -75,6 +75,58 @@ def _to_record(msg: Message) -> InputRecord:
         headers=msg.headers(),
         timestamp_ms=ts if ts_type else 0,
     )
+
+
+def read_committed_to_end(
+    client_config: dict[str, Any],
+    topic: str,
+    partitions: Iterable[int],
+    timeout_s: float,
+    group_id: str,
+) -> tuple[list[Message], list[int]]:
+    """Every committed record of these partitions up to their ends now, in offset order.
+
+    The ends are the high watermarks (taken read_uncommitted: a read_committed offset query
+    returns the last stable offset, which stays behind a transaction whose commit has
+    returned but whose markers are not yet written). Each partition is then read
+    read_committed until the position passes its end, so a transaction committed just before
+    the call is included, and one still open is waited for, up to ``timeout_s``.
+
+    Returns:
+        The records, and the partitions that did not reach their end in time.
+    """
+    ends: dict[int, int] = {}
+    probe = Consumer({**client_config, "group.id": group_id, "isolation.level": "read_uncommitted"})
+    try:
+        starts: dict[int, int] = {}
+        for p in partitions:
+            low, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p], starts[p] = high, low
+    finally:
+        probe.close()
+    if not ends:
+        return [], []
+    reader = Consumer(
+        {
+            **client_config,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    out: list[Message] = []
+    try:
+        reader.assign([TopicPartition(topic, p, starts[p]) for p in ends])
+        deadline = time.monotonic() + timeout_s
+        while ends and time.monotonic() < deadline:
+            out.extend(m for m in reader.consume(num_messages=1000, timeout=0.2) if not m.error())
+            for tp in reader.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    del ends[tp.partition]
+    finally:
+        reader.close()
+    return out, sorted(ends)
 
 
 class KafkaIO:
@@ -375,54 +427,30 @@ class KafkaIO:
         n_state = max(1, self._state_partitions())
         wanted = set(partitions)
         state_parts = sorted({p % n_state for p in partitions})
-        reader = Consumer(
-            {
-                **self._s.kafka.client_config(),
-                "group.id": f"{self._s.group_id}-state-reader",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-            }
-        )
         latest: dict[str, tuple[int, bytes]] = {}
-        try:
-            todo: set[int] = set()
-            assign = []
-            for sp in state_parts:
-                low, high = reader.get_watermark_offsets(
-                    TopicPartition(self._s.topics.state, sp), timeout=10
-                )
-                if high > low:
-                    todo.add(sp)
-                    assign.append(TopicPartition(self._s.topics.state, sp, low))
-            if not assign:
-                return {}
-            reader.assign(assign)
-            deadline = time.monotonic() + timeout_s
-            while todo and time.monotonic() < deadline:
-                for msg in reader.consume(num_messages=1000, timeout=0.5):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            todo.discard(msg.partition() or 0)
-                        continue
-                    headers = dict(msg.headers() or [])
-                    try:
-                        input_partition = int(headers.get(H_INPUT_PARTITION, b"-1"))
-                    except ValueError:
-                        continue
-                    key = msg.key()
-                    if input_partition not in wanted or key is None:
-                        continue
-                    value = msg.value()
-                    if value is None:
-                        latest.pop(key.decode(), None)
-                    else:
-                        latest[key.decode()] = (input_partition, value)
-            if todo:
-                log.warning("state_restore_incomplete", partitions=sorted(todo))
-        finally:
-            reader.close()
+        records, incomplete = read_committed_to_end(
+            self._s.kafka.client_config(),
+            self._s.topics.state,
+            state_parts,
+            timeout_s,
+            group_id=f"{self._s.group_id}-state-reader",
+        )
+        for msg in records:
+            headers = dict(msg.headers() or [])
+            try:
+                input_partition = int(headers.get(H_INPUT_PARTITION, b"-1"))
+            except ValueError:
+                continue
+            key = msg.key()
+            if input_partition not in wanted or key is None:
+                continue
+            value = msg.value()
+            if value is None:
+                latest.pop(key.decode(), None)
+            else:
+                latest[key.decode()] = (input_partition, value)
+        if incomplete:
+            log.warning("state_restore_incomplete", partitions=incomplete)
         return latest
 
     def close(self) -> None:
