@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -56,9 +56,13 @@ EPISODE_KEY = "episode/"
 THRESHOLD_KEY = "threshold/"
 
 
-@dataclass(frozen=True, slots=True)
-class InputRecord:
-    """One consumed Kafka record, as plain data."""
+class InputRecord(NamedTuple):
+    """One consumed Kafka record, as plain data.
+
+    A named tuple rather than a frozen dataclass: the consumer builds one per record, and a
+    frozen dataclass's ``__init__`` (``object.__setattr__`` per field) costs ~1.1 µs against
+    ~0.25 µs here, a tenth of the consume-only ceiling's whole budget per window.
+    """
 
     topic: str
     partition: int

@@ -201,9 +201,19 @@ def _decode_json(key: bytes | None, value: bytes) -> DecodedWindow:
     return DecodedWindow(source, seq, event_time_ms, _as_2d(arr), metadata)
 
 
+_SHAPE_CACHE: dict[bytes, tuple[int, ...]] = {}  # shape header -> dims; producers use a few
+
+
+def _shape_of(raw: bytes) -> tuple[int, ...]:
+    dims = _SHAPE_CACHE.get(raw)
+    if dims is None:
+        dims = tuple(int(d) for d in raw.decode("utf-8", errors="replace").split(","))
+        if len(_SHAPE_CACHE) < 64:
+            _SHAPE_CACHE[raw] = dims
+    return dims
+
+
 def _decode_f32(key: bytes | None, value: bytes, hdrs: dict[str, bytes]) -> DecodedWindow:
-    raw_shape = hdrs.get(H_SHAPE)
-    shape_text = raw_shape.decode("utf-8", errors="replace") if raw_shape else None
     raw_source = hdrs.get(H_SOURCE_ID) or key
     source = raw_source.decode("utf-8", errors="replace") if raw_source else None
     if not source:
@@ -216,15 +226,16 @@ def _decode_f32(key: bytes | None, value: bytes, hdrs: dict[str, bytes]) -> Deco
     if len(value) % 4:
         raise DecodeError("undecodable", f"{len(value)} bytes is not a whole number of float32")
     arr = np.frombuffer(value, dtype="<f4")
-    if shape_text:
+    raw_shape = hdrs.get(H_SHAPE)
+    if raw_shape:
         try:
-            dims = tuple(int(d) for d in shape_text.split(","))
-            arr = arr.reshape(dims)
+            arr = arr.reshape(_shape_of(raw_shape))
         except ValueError as exc:
+            shape_text = raw_shape.decode("utf-8", errors="replace")
             raise DecodeError(
                 "bad_shape", f"shape header {shape_text!r} does not fit {arr.size} samples"
             ) from exc
-    return DecodedWindow(source, seq, event_time_ms, _as_2d(arr.astype(np.float32, copy=False)))
+    return DecodedWindow(source, seq, event_time_ms, arr if arr.ndim == 2 else _as_2d(arr))
 
 
 def decode_window(key: bytes | None, value: bytes | None, headers: Headers | None) -> DecodedWindow:

