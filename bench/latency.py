@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from bench import stats
 from bench.broker import BenchError, CommitWatcher, create_topics, wait_until
-from bench.config import TXN_BACKOFF, create_output_topics
+from bench.config import LIBRDKAFKA_BACKOFF, TXN_BACKOFF, create_output_topics
 from bench.context import Context
 from bench.data import SIM_SEED, SIM_SOURCES
 from bench.detector_proc import TF_SINGLE_THREAD, DetectorRun, detector_child, wait_ready
@@ -36,9 +36,17 @@ from bench.procs import Child
 from bench.targets import dig
 from detector.settings import DetectorSettings
 
-__all__ = ["AlertReader", "run_latency", "summarise_phases"]
+__all__ = [
+    "FLOOR_DETECTOR",
+    "FLOOR_LIBRDKAFKA",
+    "AlertReader",
+    "run_latency",
+    "summarise_phases",
+]
 
 PARTITIONS = 4
+FLOOR_LIBRDKAFKA = "exactly-once, retry.backoff.ms=100 (librdkafka's default)"
+FLOOR_DETECTOR = "exactly-once, retry.backoff.ms=5 (the detector's)"
 ANOMALY_RATE = 0.04
 WARM_FRACTION = 0.2
 WARMUP_PHASE = (1000, 2.0)
@@ -223,8 +231,8 @@ def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
 
     A read-process-write loop with nothing to process: consume one record, produce one,
     send the offsets, commit (exactly-once, with librdkafka's default ``retry.backoff.ms`` and
-    with :data:`~bench.config.TXN_BACKOFF`); or produce, flush, commit offsets synchronously
-    (at-least-once). The p99 of this loop is a floor no detector batch can go under.
+    with the detector's, :data:`~bench.config.TXN_BACKOFF`); or produce, flush, commit offsets
+    synchronously (at-least-once). The p99 of this loop is a floor no detector batch can go under.
     """
     create_topics(bootstrap, {topic: 1, f"{topic}-out": 1})
     feeder = Producer({"bootstrap.servers": bootstrap, "log_level": 3})
@@ -233,8 +241,8 @@ def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
     feeder.flush(30)
     out: dict[str, Any] = {}
     for mode, extra in (
-        ("exactly-once", {}),
-        ("exactly-once, retry.backoff.ms=5", TXN_BACKOFF),
+        (FLOOR_LIBRDKAFKA, LIBRDKAFKA_BACKOFF),
+        (FLOOR_DETECTOR, TXN_BACKOFF),
         ("at-least-once", {}),
     ):
         consumer = Consumer(

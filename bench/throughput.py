@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import stats
 from bench.broker import create_topics
-from bench.config import TXN_BACKOFF, create_output_topics, detector_settings
+from bench.config import LIBRDKAFKA_BACKOFF, create_output_topics, detector_settings
 from bench.context import Context
 from bench.data import SIM_SOURCES, sim_batches, train_rounds
 from bench.inproc import DrainResult, InProcessDetector, consume_only
@@ -31,7 +31,11 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "detector_json": ("json", "detector", {}),
     "consume_only_json": ("json", "consume_only", {}),
     "detector_binary_batch8192": ("binary", "detector", {"max_batch": 8192}),
-    "detector_binary_backoff": ("binary", "detector", {"kafka": {"extra": TXN_BACKOFF}}),
+    "detector_binary_backoff": (
+        "binary",
+        "detector",
+        {"kafka": {"extra": LIBRDKAFKA_BACKOFF}},
+    ),
 }
 
 
