@@ -33,6 +33,18 @@ What enters the window (``update``), and why:
   that inflate the count from raising the bar, because the tail it then relies on is fitted to
   unflagged scores only (and calibrated once on the bundle's reference, :func:`guard_bias`).
 
+The guard cannot tell anomalies from an upward drift of the normal scores by counts alone: under
+drift its tail model is fitted mostly to older, lower scores, so it takes the excess for
+anomalies and lowers the bar while the realised rate climbs. What tells them apart is the bulk:
+anomalies add a tail, drift moves the bulk. So each recalibration first rank-tests the newest
+``shift_recent`` entries (at most half the window) against the older rest, both cut at the
+lowest threshold either faced (no flagged window counts, as in the drift test below; a one-sided
+Mann-Whitney z-score, :func:`~detector.drift.rank_shift_z`). Above ``shift_z`` the bulk has moved
+up: the threshold is estimated from the newest entries alone, their flagged count trusted (no
+guard) and the warm-start prior dropped; the estimator path is then prefixed ``recent-``. So is
+the recalibration that follows a drift detection (the kept scores are all post-change).
+Otherwise the estimate is exactly as described above.
+
 Recalibration is count-based (every ``recalibrate_every`` windows that entered, the first after
 ``min_samples``) so the same stream gives the same thresholds however it was batched, provided
 the caller judges each window with :meth:`ThresholdBank.get` just before its ``update`` (not once
@@ -82,7 +94,7 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
-from detector.drift import change_point, drift_test
+from detector.drift import change_point, drift_test, rank_shift_z
 from detector.errors import ConfigError
 from detector.events import DriftDetected, Event, RetrainRecommended, ThresholdRecalibrated
 from detector.spot import (
@@ -111,6 +123,7 @@ __all__ = [
 ]
 
 _MIN_KEEP_AFTER_DRIFT = 100
+_MIN_SHIFT_PART = 50  # normal entries each part of the bulk-shift comparison needs
 
 
 class ThresholdBank:
@@ -284,9 +297,19 @@ class ThresholdBank:
             self._recalibrate(source_id, st, now_ms, "scheduled" if st.own else "first", events)
         return events
 
-    def _estimate(self, st: SourceState) -> tuple[TailEstimate, int]:
+    def _estimate(
+        self, st: SourceState, drifted: bool = False
+    ) -> tuple[TailEstimate, int, int, bool]:
+        """The estimate, the prior points used, the entries used, and whether it followed a
+        bulk shift (estimated from the newest entries alone, without the guard)."""
         cfg = self.config
-        data = st.buf[: st.n]
+        recent = st.buf[: st.n] if drifted else self._shifted_recent(st)
+        shifted = recent is not None
+        if recent is not None:
+            data = recent
+            st.warm = False  # the bundle's reference is older still than the entries left out
+        else:
+            data = st.buf[: st.n]
         censored = data < 0
         censor_at = -data[censored]
         uncensored: npt.NDArray[np.floating] = data[~censored]
@@ -302,11 +325,40 @@ class ThresholdBank:
             tail="gpd" if cfg.method == "spot" else "exponential",
             tail_fraction=cfg.tail_fraction,
             min_peaks=cfg.min_peaks,
-            slack=cfg.contamination_slack,
+            slack=math.inf if shifted else cfg.contamination_slack,
             empirical=cfg.method == "quantile",
             guard_bias=self._guard_bias,
         )
-        return estimate, prior
+        return estimate, prior, int(data.shape[0]), shifted
+
+    def _shifted_recent(self, st: SourceState) -> npt.NDArray[np.float32] | None:
+        """The newest ``shift_recent`` entries when their bulk sits significantly above the
+        older rest's, else None.
+
+        Anomalies add a tail above the threshold (censored entries) but leave the bulk where it
+        was; an upward drift of the normal scores moves the bulk. So both parts are cut at the
+        lowest threshold any entry faced, as in the drift test (censored entries and scores
+        above the cut are left out: no anomaly flagged in either part can count), and the
+        Mann-Whitney z-score of the recent part against the older one is compared with
+        ``shift_z``. Then the excess of flagged windows is drift, not contamination, and the
+        older entries describe a distribution the source has left.
+        """
+        cfg = self.config
+        r = min(cfg.shift_recent, st.n // 2)
+        if r < _MIN_SHIFT_PART:
+            return None
+        scores = st.chronological(cfg.window)
+        censored = scores < 0
+        cut = float(-scores[censored].max()) if censored.any() else math.inf
+        recent = scores[-r:]
+        older = scores[:-r]
+        older_normal = older[(older >= 0) & (older <= cut)]
+        recent_normal = recent[(recent >= 0) & (recent <= cut)]
+        if older_normal.shape[0] < _MIN_SHIFT_PART or recent_normal.shape[0] < _MIN_SHIFT_PART:
+            return None
+        if rank_shift_z(older_normal, recent_normal) <= cfg.shift_z:
+            return None
+        return recent
 
     def _prior_points(self, m: int) -> npt.NDArray[np.float64]:
         """``m`` evenly spaced quantiles of the bundle's reference sample."""
@@ -320,9 +372,10 @@ class ThresholdBank:
     ) -> None:
         cfg = self.config
         st.since_recal = 0
-        tail, prior = self._estimate(st)
+        tail, prior, used, shifted = self._estimate(st, reason == "drift")
         estimate = tail.value
-        st.last_path = tail.path
+        path = f"recent-{tail.path}" if shifted else tail.path
+        st.last_path = path
         st.expected_censored = tail.expected_censored
         if not (math.isfinite(estimate) and estimate > 0):
             return  # degenerate window (e.g. all zeros): keep the threshold in force
@@ -338,12 +391,12 @@ class ThresholdBank:
             return
         st.value = new
         st.own = True
-        st.info = ThresholdInfo(new, cfg.method, cfg.target_far, st.n, now_ms, "source")
+        st.info = ThresholdInfo(new, cfg.method, cfg.target_far, used, now_ms, "source")
         events.append(
             ThresholdRecalibrated(
                 source_id=source_id, at_ms=now_ms, old=old, new=new, method=cfg.method,
-                target_far=cfg.target_far, samples_used=st.n, reason=reason,
-                estimate=estimate, prior_samples=prior, estimator=tail.path,
+                target_far=cfg.target_far, samples_used=used, reason=reason,
+                estimate=estimate, prior_samples=prior, estimator=path,
                 censored=tail.censored,
             )
         )  # fmt: skip

@@ -69,6 +69,21 @@ class ThresholdConfig(BaseModel):
         description="Censored counts beyond this times the unflagged-tail prediction are "
         "taken as anomalies and not allowed to raise the threshold.",
     )
+    shift_recent: int = Field(
+        500,
+        ge=0,
+        description="At each recalibration the newest this many entries are compared with the "
+        "older rest (rank test); when their bulk is significantly higher, the normal scores "
+        "are drifting up: the threshold is estimated from them alone, trusting their flagged "
+        "count (no contamination guard, no warm-start prior). 0: never.",
+    )
+    shift_z: float = Field(
+        2.5,
+        gt=0,
+        description="Significance of that comparison: the rank statistic's z-score above which "
+        "the bulk has moved up (one-sided; 2.5 is a 0.6% chance per recalibration when "
+        "nothing moved, and then one estimate comes from the recent entries alone).",
+    )
     drift_statistic: Literal["ks", "psi", "off"] = "ks"
     drift_recent: int = Field(1000, ge=50, description="Newest scores compared with the rest.")
     drift_reference_min: int = Field(
@@ -99,6 +114,8 @@ class ThresholdConfig(BaseModel):
             self.window
         ):
             raise ValueError("drift_recent + drift_reference_min must not exceed window")
+        if self.shift_recent >= self.window:
+            raise ValueError("shift_recent must be below window")
         if self.retrain_rearm_ratio > self.retrain_ratio:
             raise ValueError("retrain_rearm_ratio must not exceed retrain_ratio")
         if self.method == "quantile" and self.window * self.target_far < 5:
@@ -157,7 +174,8 @@ class SourceStats:
         censored: of which entered censored (flagged, outside or opening an episode).
         window_censored: censored entries in the reference now.
         last_estimator: path of the last estimate: ``empirical``, ``tail`` or ``guarded``
-            (flagged windows outnumbered what normal data would give: anomalies).
+            (flagged windows outnumbered what normal data would give: anomalies), prefixed
+            ``recent-`` when the bulk had moved up and only the newest entries were used.
         expected_censored: the guard's prediction at the last estimate.
         invalid: NaN, infinite or negative scores ignored.
         window_n: entries in the reference now (<= ``window``).

@@ -14,6 +14,7 @@ from detector.drift import (
     ks_2samp,
     per_test_alpha,
     psi,
+    rank_shift_z,
 )
 
 
@@ -93,3 +94,16 @@ def test_change_point_finds_a_level_shift(at: int) -> None:
     x = np.concatenate([rng.gamma(8, size=at), 1.4 * rng.gamma(8, size=1000 - at)])
     assert abs(change_point(x) - at) < 60
     assert change_point(np.ones(1)) == 0
+
+
+def test_rank_shift_z_is_standard_normal_without_a_shift_and_large_with_one() -> None:
+    rng = np.random.default_rng(0)
+    nulls = [rank_shift_z(rng.gamma(8, size=900), rng.gamma(8, size=500)) for _ in range(400)]
+    assert abs(np.mean(nulls)) < 0.2 and 0.85 < np.std(nulls) < 1.15
+    # one-sided: a bulk 10% higher is far out, one 10% lower far out the other way
+    older = rng.gamma(8, size=2000)
+    assert rank_shift_z(older, rng.gamma(8, size=500) * 1.1) > 4
+    assert rank_shift_z(older, rng.gamma(8, size=500) * 0.9) < -4
+    # ties count half; empty samples say nothing
+    assert rank_shift_z(np.ones(10), np.ones(10)) == 0.0
+    assert rank_shift_z(np.empty(0), older) == 0.0

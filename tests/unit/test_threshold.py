@@ -66,6 +66,7 @@ def gamma(seed: int, n: int, scale: float = 1.0) -> np.ndarray:
         {"target_far": 0.001},  # an empirical quantile cannot resolve 1 in 1000 in 1000 scores
         {"retrain_rearm_ratio": 4.0},  # re-arming outside the advice limit
         {"drift_recent": 800},  # recent + reference beyond the window
+        {"shift_recent": 1000},  # no older part left to compare the recent one with
         {"target_far": 0.6},
         {"unknown": 1},
     ],
@@ -298,3 +299,33 @@ def test_events_round_trip_through_json() -> None:
         assert parse_event(encode_event(event)) == event
     with pytest.raises(ValidationError):
         parse_event(b'{"type": "threshold_exploded", "source_id": "s", "at_ms": 1}')
+
+
+def test_a_bulk_moving_up_is_followed_not_guarded_against() -> None:
+    """Anomalies add a tail, drift moves the bulk: with the newest 500 scores 30% higher than
+    the 1500 before them (the rank test is far beyond ``shift_z``), the estimate comes from them
+    alone and trusts their flagged count (no guard, no warm-start prior). With the shift test
+    off the estimate mixes both levels and lags behind the new one."""
+
+    def feed(bank: ThresholdBank) -> list[ThresholdRecalibrated]:
+        events: list[ThresholdRecalibrated] = []
+        scores = np.concatenate([gamma(1, 1500), gamma(2, 600, scale=1.3)])
+        for i, score in enumerate(scores.tolist()):
+            flagged = score > bank.value("s")
+            for e in bank.update("s", score, i, flagged=flagged, episode_open=False):
+                if isinstance(e, ThresholdRecalibrated):
+                    events.append(e)
+        return events
+
+    ref = gamma(0, 2000)
+    cfg = {"method": "quantile", "drift_statistic": "off", "min_samples": 500}
+    on = feed(ThresholdBank(ThresholdConfig(**cfg), ref, float(np.quantile(ref, 0.99))))
+    off = feed(
+        ThresholdBank(ThresholdConfig(**cfg, shift_recent=0), ref, float(np.quantile(ref, 0.99)))
+    )
+    recent = [e for e in on if e.estimator and e.estimator.startswith("recent-")]
+    assert recent and all(e.samples_used == 500 and e.prior_samples == 0 for e in recent)
+    q99 = float(np.quantile(ref, 0.99))
+    assert on[-1].new > 1.15 * q99  # it followed the new level (1.3x) up
+    assert off[-1].new < 1.15 * q99  # the whole window's estimate still lags far behind
+    assert all(not (e.estimator or "").startswith("recent-") for e in off)
