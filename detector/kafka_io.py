@@ -33,7 +33,7 @@ from detector.core import DeadLetter, InputRecord
 from detector.errors import KafkaUnavailableError
 from detector.settings import DetectorSettings
 
-__all__ = ["DLQ_HEADERS", "KafkaIO", "PublishError", "read_committed_to_end"]
+__all__ = ["DLQ_HEADERS", "KafkaIO", "PublishError", "offsets_after", "read_committed_to_end"]
 
 log = structlog.get_logger()
 
@@ -75,6 +75,16 @@ def _to_record(msg: Message) -> InputRecord:
         headers=msg.headers(),
         timestamp_ms=ts if ts_type else 0,
     )
+
+
+def offsets_after(records: Iterable[InputRecord]) -> list[TopicPartition]:
+    """The offsets to commit once these records are processed: last offset + 1 per partition."""
+    last: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        if r.offset >= last.get(key, -1):
+            last[key] = r.offset
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
 def read_committed_to_end(
@@ -320,8 +330,13 @@ class KafkaIO:
         dead_letters: Iterable[DeadLetter],
         states: Iterable[tuple[str, int, bytes | None]],
         now_ms: int,
+        offsets: list[TopicPartition] | None = None,
     ) -> None:
         """Publish one batch's outputs and commit its input offsets, atomically if EOS.
+
+        ``offsets`` are the input positions to commit (:func:`offsets_after` of the batch's
+        records); None commits the consumer's current positions. A caller that consumes the
+        next batch before this one is committed must pass them.
 
         Raises:
             PublishError: the batch was not committed (aborted); ``retriable`` tells if the
@@ -350,8 +365,11 @@ class KafkaIO:
                     [(H_INPUT_PARTITION, str(partition).encode())],
                     partition=partition % n_state,
                 )
-            positions = self.consumer.position(self.consumer.assignment())
-            positions = [tp for tp in positions if tp.offset >= 0]
+            if offsets is None:
+                positions = self.consumer.position(self.consumer.assignment())
+                positions = [tp for tp in positions if tp.offset >= 0]
+            else:
+                positions = offsets
             if self.exactly_once:
                 if positions:
                     p.send_offsets_to_transaction(

@@ -12,17 +12,19 @@ import gc
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
 
 import numpy as np
 import numpy.typing as npt
 import structlog
+from confluent_kafka import TopicPartition
 
 from detector.bundle import Manifest
 from detector.core import DeadLetter, Decisions, DetectorCore, Prepared, ScoreArrays, Scorer
 from detector.events import encode_event
-from detector.kafka_io import KafkaIO, PublishError
+from detector.kafka_io import KafkaIO, PublishError, offsets_after
 from detector.metrics import DetectorMetrics, HealthServer
 from detector.settings import DetectorSettings
 from detector.threshold import ThresholdBank
@@ -65,6 +67,18 @@ def build_core(settings: DetectorSettings, manifest: Manifest) -> DetectorCore:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A decided batch whose outputs are being published on the publisher thread."""
+
+    future: Future[None]
+    prepared: Prepared | None  # None: alerts of the idle-episode sweep, no input records
+    decisions: Decisions
+    n_records: int
+    started: float = 0.0  # perf_counter when its processing began
+    score_s: float = 0.0
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -84,6 +98,13 @@ class DetectorService:
         self.totals = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
         m = core.manifest
         self._empty = EmptyScores.of(m.window_size, m.n_channels)
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher")
+        self._inflight: _InFlight | None = None
+        self._failed_on_revoke: PublishError | None = None
+        self._attempt = 0
+        self._summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
+        self._minute = {"flagged": 0, "scored": 0}
+        self._minute_start = self._last_log = time.monotonic()
         self.metrics.target_far.set(settings.threshold.target_far)
 
     @classmethod
@@ -112,6 +133,15 @@ class DetectorService:
         self.metrics.ready.set(1)
 
     def _on_revoke(self, partitions: list[int]) -> None:
+        # The batch being published holds offsets of these partitions: let it finish before
+        # they go (a failure is handled by the loop, which rewinds what is left).
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            try:
+                inflight.future.result()
+                self._published(inflight)
+            except PublishError as exc:
+                self._failed_on_revoke = exc
         gone = self.core.drop_partitions(set(partitions))
         log.info("state_dropped", partitions=partitions, sources=len(gone))
 
@@ -151,12 +181,18 @@ class DetectorService:
         )
 
     def run(self) -> int:
-        """Process batches until stopped or idle; returns the process exit code."""
+        """Process batches until stopped or idle; returns the process exit code.
+
+        Publishing is pipelined one batch deep: batch N's transaction (produce, send offsets,
+        commit: mostly waiting for the broker) runs on the publisher thread while batch N+1 is
+        consumed, decoded, scored and decided here. N+1 is published only after N committed,
+        with its own offsets (:func:`~detector.kafka_io.offsets_after`), so outputs and offsets
+        stay paired batch by batch; if N fails, N+1's decisions are dropped with the state
+        they touched, and both batches are replayed from the committed offsets.
+        """
         s = self.settings
-        last_input = time.monotonic()
-        last_sweep = last_lag = last_log = time.monotonic()
-        summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
-        minute = {"flagged": 0, "scored": 0, "start": time.monotonic()}
+        last_input = last_sweep = last_lag = self._last_log = time.monotonic()
+        self._minute_start = time.monotonic()
         # TensorFlow and Keras leave ~400k long-lived objects that every full collection
         # would walk again; the loop allocates enough per batch to trigger collections often.
         # Freezing moves what exists now out of the collector's sight (measured: 5.6 -> 0.2
@@ -168,16 +204,26 @@ class DetectorService:
                 if self.health is not None:
                     self.health.beat()
                 records = self.io.consume(s.max_batch, s.max_wait_s)
+                if self._failed_on_revoke is not None:
+                    exc, self._failed_on_revoke = self._failed_on_revoke, None
+                    self._recover(exc)
+                    continue  # records consumed before the rewind are read again
                 mono = time.monotonic()
                 if mono - last_sweep >= 1.0:
                     last_sweep = mono
+                    if not self._settle():
+                        continue
                     swept = self.core.sweep_idle(_now_ms())
-                    if swept.alerts and self._publish_with_retry(swept, []):
-                        self._count_outputs(swept)
+                    if swept.alerts:
+                        self._inflight = _InFlight(self._submit(swept, [], []), None, swept, 0)
+                        if not self._settle():
+                            continue
                 if mono - last_lag >= 10.0:
                     last_lag = mono
                     self._update_lag()
                 if not records:
+                    if not self._settle():  # a quiet stream's last batch commits now
+                        continue
                     if s.stop_when_idle_s is not None and mono - last_input >= s.stop_when_idle_s:
                         log.info("idle_stop", idle_s=round(mono - last_input, 1))
                         break
@@ -190,72 +236,106 @@ class DetectorService:
                     self.scorer.score(prepared.batch) if prepared.windows else self._empty
                 )
                 score_s = time.perf_counter() - t0
-                now_ms = _now_ms()
-                decisions = self.core.decide(prepared, result, now_ms)
-                ok = self._publish_with_retry(decisions, prepared.dead_letters)
-                if not ok:
-                    continue
-                elapsed = time.perf_counter() - started
-                self._record(prepared, decisions, score_s, elapsed)
-                minute["flagged"] += decisions.flagged
-                minute["scored"] += len(prepared.windows)
-                if mono - minute["start"] >= 60 and minute["scored"]:
-                    self.metrics.flag_rate.set(minute["flagged"] / minute["scored"])
-                    minute.update(flagged=0, scored=0, start=mono)
-                summary["batches"] += 1
-                summary["windows"] += len(records)
-                summary["alerts"] += len(decisions.alerts)
-                summary["dead_letters"] += len(prepared.dead_letters)
-                summary["flagged"] += decisions.flagged
-                noteworthy = decisions.alerts or prepared.dead_letters or decisions.events
-                if noteworthy or mono - last_log >= s.log_interval_s:
-                    log.info(
-                        "batch",
-                        **summary,
-                        last_batch=len(records),
-                        score_ms=round(score_s * 1000, 2),
-                        batch_ms=round(elapsed * 1000, 2),
-                        open_episodes=self.core.tracker.open_count(),
-                    )
-                    summary = dict.fromkeys(summary, 0)
-                    last_log = mono
+                decisions = self.core.decide(prepared, result, _now_ms())
+                if not self._settle():
+                    continue  # the previous batch was rolled back: this one is read again
+                future = self._submit(decisions, prepared.dead_letters, offsets_after(records))
+                self._inflight = _InFlight(
+                    future, prepared, decisions, len(records), started, score_s
+                )
+            self._settle()  # the batch in hand: commit it before leaving
         finally:
             self.close()
         return 0
 
-    def _publish_with_retry(
+    def _submit(
         self,
         decisions: Decisions,
         dead_letters: list[DeadLetter],
-    ) -> bool:
-        """Publish and commit; on a retriable failure rewind, reload state, and return False."""
+        offsets: list[TopicPartition],
+    ) -> Future[None]:
+        """Serialise a batch's outputs here (the core is not thread-safe) and publish them on
+        the publisher thread."""
         now_ms = _now_ms()
         alert_msgs = [
             (a.source_id.encode(), a.model_dump_json().encode()) for a in decisions.alerts
         ]
         event_msgs = [(e.source_id.encode(), encode_event(e)) for e in decisions.events]
         states = self.core.state_records(decisions)
-        attempt = 0
-        while True:
-            try:
-                self.io.publish(alert_msgs, event_msgs, dead_letters, states, now_ms)
-                return True
-            except PublishError as exc:
-                if not exc.retriable:
-                    raise
-                attempt += 1
-                self.metrics.publish_retries.inc()
-                delay = min(30.0, 0.5 * 2 ** min(attempt, 6))
-                log.warning("publish_failed", error=str(exc), retry_in_s=delay, attempt=attempt)
-                if self._stop.wait(delay):
-                    raise
-                # Outputs were aborted: replay the batch from the committed offsets with
-                # the state as it was committed.
-                self.io.rewind_to_committed()
-                parts = self.io.assigned_partitions()
-                self.core.drop_partitions(set(parts))
-                self._on_assign(parts)
-                return False
+        return self._publisher.submit(
+            self.io.publish, alert_msgs, event_msgs, dead_letters, states, now_ms, offsets
+        )
+
+    def _settle(self) -> bool:
+        """Wait for the batch being published; False if it failed and the input was rewound.
+
+        Raises:
+            PublishError: a failure that retrying cannot fix (fenced, fatal), or any failure
+                while stopping.
+        """
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return True
+        try:
+            inflight.future.result()
+        except PublishError as exc:
+            self._recover(exc)
+            return False
+        self._attempt = 0
+        self._published(inflight)
+        return True
+
+    def _recover(self, exc: PublishError) -> None:
+        """After an aborted batch: back off, rewind to the committed offsets, reload state."""
+        if not exc.retriable:
+            raise exc
+        self._attempt += 1
+        self.metrics.publish_retries.inc()
+        delay = min(30.0, 0.5 * 2 ** min(self._attempt, 6))
+        log.warning("publish_failed", error=str(exc), retry_in_s=delay, attempt=self._attempt)
+        if self._stop.wait(delay):
+            raise exc
+        # Outputs were aborted: replay from the committed offsets with the state as it was
+        # committed (which also undoes what later, unpublished batches changed).
+        self.io.rewind_to_committed()
+        parts = self.io.assigned_partitions()
+        self.core.drop_partitions(set(parts))
+        self._on_assign(parts)
+
+    def _published(self, inflight: _InFlight) -> None:
+        """Metrics and the batch log line for a committed batch."""
+        decisions = inflight.decisions
+        prepared = inflight.prepared
+        if prepared is None:  # idle-episode sweep
+            self._count_outputs(decisions)
+            return
+        elapsed = time.perf_counter() - inflight.started
+        self._record(prepared, decisions, inflight.score_s, elapsed)
+        summary = self._summary
+        summary["batches"] += 1
+        summary["windows"] += inflight.n_records
+        summary["alerts"] += len(decisions.alerts)
+        summary["dead_letters"] += len(prepared.dead_letters)
+        summary["flagged"] += decisions.flagged
+        self._minute["flagged"] += decisions.flagged
+        self._minute["scored"] += len(prepared.windows)
+        mono = time.monotonic()
+        if mono - self._minute_start >= 60 and self._minute["scored"]:
+            self.metrics.flag_rate.set(self._minute["flagged"] / self._minute["scored"])
+            self._minute = {"flagged": 0, "scored": 0}
+            self._minute_start = mono
+        noteworthy = decisions.alerts or prepared.dead_letters or decisions.events
+        if noteworthy or mono - self._last_log >= self.settings.log_interval_s:
+            log.info(
+                "batch",
+                **summary,
+                last_batch=inflight.n_records,
+                score_ms=round(inflight.score_s * 1000, 2),
+                batch_ms=round(elapsed * 1000, 2),
+                open_episodes=self.core.tracker.open_count(),
+            )
+            self._summary = dict.fromkeys(summary, 0)
+            self._last_log = mono
 
     def _record(
         self, prepared: Prepared, decisions: Decisions, score_s: float, elapsed: float
@@ -314,7 +394,8 @@ class DetectorService:
             log.debug("lag_update_failed", error=str(exc))
 
     def close(self) -> None:
-        """Leave the group, flush, stop serving."""
+        """Let the batch being published finish, leave the group, flush, stop serving."""
+        self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
         self.metrics.ready.set(0)
         if self.health is not None:
             self.health.is_ready = False

@@ -1,0 +1,168 @@
+"""The service loop's pipelined publishing, against a scripted Kafka edge.
+
+The loop publishes batch N on its publisher thread while it decides batch N+1. These tests
+pin what that must never change: every batch commits its own offsets with its own outputs, and
+when a publish fails the later, already-decided batch is dropped and both are replayed from the
+committed offsets with the committed state, so the outputs equal an uninterrupted run's.
+
+(A unit test of the loop's bookkeeping: the Kafka edge is a script here. Everything that
+touches a broker is covered against a real one in tests/integration.)
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import orjson
+from confluent_kafka import TopicPartition
+
+from detector.core import DeadLetter, InputRecord
+from detector.kafka_io import PublishError, offsets_after
+from detector.service import DetectorService, build_core
+from detector.settings import DetectorSettings
+from tests.unit.helpers import MeanScorer, make_manifest, record
+
+BATCH = 3
+
+
+@dataclass
+class ScriptedKafka:
+    """One input partition, a transactional sink, a compacted state store.
+
+    ``fail_publish`` lists the publish calls (1-based) that abort, as a broker would on a
+    retriable error; an aborted publish leaves no output, offset or state behind.
+    """
+
+    records: list[InputRecord]
+    fail_publish: set[int] = field(default_factory=set)
+    position: int = 0
+    committed: int = 0
+    calls: int = 0
+    alerts: list[dict[str, object]] = field(default_factory=list)
+    offsets: list[list[tuple[int, int]]] = field(default_factory=list)
+    state: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    _busy: threading.Lock = field(default_factory=threading.Lock)
+
+    def consume(self, max_records: int, timeout_s: float) -> list[InputRecord]:
+        batch = self.records[self.position : self.position + min(BATCH, max_records)]
+        self.position += len(batch)
+        return batch
+
+    def publish(
+        self,
+        alerts: list[tuple[bytes, bytes]],
+        events: list[tuple[bytes, bytes]],
+        dead_letters: list[DeadLetter],
+        states: list[tuple[str, int, bytes | None]],
+        now_ms: int,
+        offsets: list[TopicPartition] | None = None,
+    ) -> None:
+        with self._busy:
+            self.calls += 1
+            if self.calls in self.fail_publish:
+                raise PublishError("scripted abort", retriable=True)
+            self.alerts.extend(orjson.loads(payload) for _key, payload in alerts)
+            for key, partition, value in states:
+                if value is None:
+                    self.state.pop(key, None)
+                else:
+                    self.state[key] = (partition, value)
+            assert offsets is not None, "a pipelined publish must carry its own offsets"
+            self.offsets.append([(tp.partition, tp.offset) for tp in offsets])
+            for tp in offsets:
+                self.committed = max(self.committed, tp.offset)
+
+    def rewind_to_committed(self) -> None:
+        self.position = self.committed
+
+    def assigned_partitions(self) -> list[int]:
+        return [0]
+
+    def read_state(self, partitions: list[int]) -> dict[str, tuple[int, bytes]]:
+        return dict(self.state)
+
+    def close(self) -> None:
+        pass
+
+
+def _levels() -> list[float]:
+    # three episodes of anomalous windows between normal ones, over several sources
+    # ends inside an episode, so an open episode's state is compared too
+    return (
+        [0.1, 0.1, 3.0, 3.0, 0.1, 0.1, 0.1, 0.1, 2.0, 0.1, 0.1, 0.1, 0.1, 4.0, 4.0, 4.0]
+        + [0.1] * 6
+        + [5.0, 5.0]
+    )
+
+
+def _run(fail_publish: set[int]) -> ScriptedKafka:
+    manifest = make_manifest()
+    settings = DetectorSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        bundle="unused",
+        threshold={"method": "static"},
+        lifecycle={"resolve_after_windows": 2},
+        stop_when_idle_s=0.05,
+        max_wait_s=0.001,
+    )
+    records = [record(i, level) for i, level in enumerate(_levels())]
+    kafka = ScriptedKafka(records, fail_publish)
+    service = DetectorService(settings, MeanScorer(), build_core(settings, manifest))
+    service.io = kafka  # type: ignore[assignment]
+    service._stop.wait = lambda _s: False  # type: ignore[method-assign]  # no back-off here
+    service._on_assign([0])
+    assert service.run() == 0
+    return kafka
+
+
+def _episodes(kafka: ScriptedKafka) -> dict[str, object]:
+    """Episode snapshots without their wall-clock arrival time (which differs run to run)."""
+
+    def drop_arrival(node: object) -> object:
+        if isinstance(node, dict):
+            return {k: drop_arrival(v) for k, v in node.items() if k != "last_arrival_ms"}
+        return node
+
+    return {
+        key: drop_arrival(orjson.loads(value))
+        for key, (_partition, value) in kafka.state.items()
+        if key.startswith("episode/")
+    }
+
+
+def _ids(kafka: ScriptedKafka) -> list[tuple[object, object]]:
+    return [(a["alert_id"], a["state"]) for a in kafka.alerts]
+
+
+def test_each_batch_commits_its_own_offsets_in_order() -> None:
+    kafka = _run(set())
+    n = len(_levels())
+    assert kafka.offsets == [[(0, end)] for end in range(BATCH, n + 1, BATCH)]
+    assert kafka.committed == n
+    assert {state for _id, state in _ids(kafka)} == {"opened", "resolved"}
+
+
+def test_a_failed_publish_drops_the_next_batch_and_replays_both_from_the_committed_offsets() -> (
+    None
+):
+    clean = _run(set())
+    # The 2nd publish (offsets 3-5, opening an episode) aborts while the 3rd batch is already
+    # decided; the 5th aborts too, after a resolve was decided in memory.
+    failed = _run({2, 5})
+    assert failed.calls == clean.calls + 2
+    assert _ids(failed) == _ids(clean)  # each alert exactly once, same ids, same order
+    assert len(set(_ids(failed))) == len(_ids(failed))
+    assert failed.committed == clean.committed == len(_levels())
+    # Episodes are snapshotted on every change, so they come back exactly; thresholds are
+    # snapshotted every state_interval_s (their score buffers may differ, their keys do not).
+    assert failed.state.keys() == clean.state.keys()
+    episodes = _episodes(clean)
+    assert episodes
+    assert _episodes(failed) == episodes
+
+
+def test_offsets_after_are_the_last_offset_plus_one_per_partition() -> None:
+    records = [record(4, 0.1), record(2, 0.1), record(7, 0.1, partition=1), record(6, 0.1)]
+    got = sorted((tp.partition, tp.offset) for tp in offsets_after(records))
+    assert got == [(0, 7), (1, 8)]
