@@ -508,10 +508,11 @@ def _ecg(e: dict[str, Any]) -> str:
     )
 
 
-def _drift(d: dict[str, Any]) -> str:
+def _drift_table(sc: dict[str, Any]) -> str:
     rows = []
-    for method, r in (d.get("methods") or {}).items():
+    for method, r in (sc.get("methods") or {}).items():
         w, wb, wd = r.get("window", {}), r.get("window_baseline", {}), r.get("window_drifted", {})
+        events = r.get("events") or {}
         rows.append(
             [
                 method,
@@ -524,49 +525,92 @@ def _drift(d: dict[str, Any]) -> str:
                 f"{r.get('episodes_detected')}/{r.get('episodes')} "
                 f"({r.get('episodes_with_opened_alert')} alerted)",
                 fmt(dig(r, "detection_delay_windows", "mean"), "num", 2),
-                str((r.get("events") or {}).get("threshold_recalibrated", 0)),
-                str((r.get("events") or {}).get("drift_detected", 0)),
+                f"{events.get('threshold_recalibrated', 0)} "
+                f"({r.get('recalibrations_recent', 'n/a')} recent-)",
+                str(events.get("drift_detected", 0)),
+                str(events.get("retrain_recommended", 0)),
                 "yes" if r.get("kafka_offline_opened_match") else "**no**",
             ]
         )
-    dr = d.get("drift", {})
-    return "\n".join(
+    return _table(
         [
-            f"#### Quality: drift scenario, static vs quantile vs spot "
-            f"(target false-alarm rate {fmt(d.get('target_far'), 'pct', 1)})",
-            "",
-            _table(
-                [
-                    "method",
-                    "FAR",
-                    "FAR baseline",
-                    "FAR drifted",
-                    "recall",
-                    "recall drifted",
-                    "false alarms /10k normal",
-                    "episodes detected (with an opened alert)",
-                    "mean delay (windows)",
-                    "recalibrations",
-                    "drift events",
-                    "Kafka = offline",
-                ],
-                rows,
-            ),
-            "",
-            f"{fmt(d.get('windows'), 'int')} simulated ECG windows, {d.get('sources')} sources x "
-            f"{d.get('rounds_per_source')}; {dr.get('kind')} {dr.get('target')} drift of "
-            f"{fmt(dr.get('magnitude'), 'pct', 0)} from window {dr.get('start')} over "
-            f"{dr.get('length')} windows per source ({fmt(d.get('drifted_windows'), 'int')} "
-            f"windows drifted); {d.get('anomalous_windows')} anomalous windows in episodes of "
-            f"{'-'.join(str(x) for x in dig(d, 'episodes', 'length_windows') or [])} consecutive "
-            f"windows (types {', '.join(dig(d, 'episodes', 'types') or [])}). FAR and recall "
-            f"are per window (pure core replayed offline, its `opened` alert ids checked equal "
-            f"to Kafka's: last column); false alarms per 10k normal windows count `opened` "
-            f"alerts on Kafka whose window "
-            f"was normal. One window per second of event time per source, so delays in windows "
-            f"are seconds.",
-        ]
+            "method",
+            "FAR",
+            "FAR baseline",
+            "FAR drifted",
+            "recall",
+            "recall drifted",
+            "false alarms /10k normal",
+            "episodes detected (with an opened alert)",
+            "mean delay (windows)",
+            "recalibrations (after a bulk shift)",
+            "drift events",
+            "retrain recommended",
+            "Kafka = offline",
+        ],
+        rows,
     )
+
+
+def _drift_verdict_line(sc: dict[str, Any], target: Any) -> str:
+    v = sc.get("verdict") or {}
+    per = v.get("methods") or {}
+    if not per:
+        return "Verdict: not computed."
+    lo, hi = v.get("band") or (0.5, 2.0)
+    parts = []
+    for method, m in per.items():
+        where = {True: "within", False: "outside", None: "n/a"}[m.get("within")]
+        parts.append(
+            f"{method} {fmt(m.get('far_drifted'), 'pct', 2)} "
+            f"({fmt(m.get('x_target'), 'x', 1)}, {where})"
+        )
+    outcome = {True: "**yes**", False: "**no**", None: "not measured"}[v.get("passed")]
+    return (
+        f"Verdict, drifted-regime FAR against {fmt(lo, 'x', 1)}-{fmt(hi, 'x', 1)} the "
+        f"{fmt(target, 'pct', 1)} target: {'; '.join(parts)}. Every adaptive method "
+        f"within and static outside: {outcome}."
+    )
+
+
+def _drift(d: dict[str, Any]) -> str:
+    # results from before the two magnitudes held one scenario at the top level
+    scenarios = d.get("scenarios") or {"": d}
+    target = d.get("target_far")
+    lines = [
+        f"#### Quality: drift scenario, static vs quantile vs spot "
+        f"(target false-alarm rate {fmt(target, 'pct', 1)})",
+    ]
+    for name, sc in scenarios.items():
+        dr = sc.get("drift", {})
+        title = f"{name}: " if name else ""
+        lines += [
+            "",
+            f"**{title}{dr.get('kind')} {dr.get('target')} drift of "
+            f"{fmt(dr.get('magnitude'), 'pct', 0)}**"
+            + (f" ({sc['description']})" if sc.get("description") else "")
+            + f": from window {dr.get('start')} over {dr.get('length')} windows per source "
+            f"({fmt(sc.get('drifted_windows'), 'int')} windows drifted).",
+            "",
+            _drift_table(sc),
+        ]
+        if name:
+            lines += ["", _drift_verdict_line(sc, target)]
+    lines += [
+        "",
+        f"{fmt(d.get('windows'), 'int')} simulated ECG windows per magnitude, "
+        f"{d.get('sources')} sources x {d.get('rounds_per_source')}; "
+        f"{d.get('anomalous_windows')} anomalous windows in episodes of "
+        f"{'-'.join(str(x) for x in dig(d, 'episodes', 'length_windows') or [])} consecutive "
+        f"windows (types {', '.join(dig(d, 'episodes', 'types') or [])}), the same episodes at "
+        f"every magnitude. FAR and recall are per window (pure core replayed offline, its "
+        f"`opened` alert ids checked equal to Kafka's: last column); false alarms per 10k "
+        f"normal windows count `opened` alerts on Kafka whose window was normal; "
+        f"recalibrations in brackets are those that followed a shift of the bulk of the "
+        f"scores (estimator path `recent-`: the recent window alone, no prior). One window "
+        f"per second of event time per source, so delays in windows are seconds.",
+    ]
+    return "\n".join(lines)
 
 
 def _load_line(results: dict[str, Any], key: str) -> str:

@@ -101,3 +101,64 @@ def test_write_json_is_atomic_and_readable(tmp_path: Path) -> None:
     write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in target.parent.iterdir()] == ["quick.json"]
+
+
+def _drift_method(far_drifted: float, recent: int) -> dict[str, Any]:
+    return {
+        "window": {"false_alarm_rate": 0.011, "recall": 0.9},
+        "window_baseline": {"false_alarm_rate": 0.009},
+        "window_drifted": {"false_alarm_rate": far_drifted, "recall": 0.8},
+        "false_alarms_per_10k": 12.0,
+        "episodes": 40,
+        "episodes_detected": 38,
+        "episodes_with_opened_alert": 37,
+        "detection_delay_windows": {"mean": 1.25},
+        "events": {"threshold_recalibrated": 50, "drift_detected": 3, "retrain_recommended": 2},
+        "recalibrations_recent": recent,
+        "kafka_offline_opened_match": True,
+    }
+
+
+def test_drift_section_has_one_table_and_verdict_per_magnitude() -> None:
+    from bench.quality import drift_verdict
+
+    scenarios: dict[str, Any] = {}
+    for name, mag, fars in (("moderate", 0.2, (0.029, 0.016)), ("large", 0.5, (0.124, 0.036))):
+        methods = {
+            "static": _drift_method(fars[0], 0),
+            "quantile": _drift_method(fars[1], 7),
+            "spot": _drift_method(0.014, 9),
+        }
+        scenarios[name] = {
+            "description": f"{name} words",
+            "drift": {"kind": "gradual", "target": "amplitude", "magnitude": mag},
+            "methods": methods,
+            "verdict": drift_verdict(methods, 0.01),
+        }
+    results = _results()
+    results["sections"]["drift"] = {"target_far": 0.01, "windows": 28800, "scenarios": scenarios}
+    text = render_section(results)
+    drift = text[text.index("#### Quality: drift scenario") :]
+    assert drift.count("| method | FAR |") == 2
+    assert "**moderate: gradual amplitude drift of 20%** (moderate words)" in drift
+    assert "**large: gradual amplitude drift of 50%** (large words)" in drift
+    assert "50 (7 recent-)" in drift and "50 (9 recent-)" in drift
+    verdicts = [line for line in drift.splitlines() if line.startswith("Verdict")]
+    assert len(verdicts) == 2
+    assert "static 2.90% (2.9x, outside)" in verdicts[0]
+    assert "static outside: **yes**" in verdicts[0]
+    assert "quantile 3.60% (3.6x, outside)" in verdicts[1]
+    assert "static outside: **no**" in verdicts[1]
+    assert drift.index("moderate words") < drift.index(verdicts[0]) < drift.index("large words")
+
+
+def test_drift_section_still_renders_a_single_scenario_result() -> None:
+    results = _results()
+    results["sections"]["drift"] = {
+        "target_far": 0.01,
+        "drift": {"kind": "gradual", "target": "amplitude", "magnitude": 0.5},
+        "methods": {"static": _drift_method(0.124, 0)},
+    }
+    text = render_section(results)
+    assert text.count("| method | FAR |") == 1 and "drift of 50%" in text
+    assert "Verdict" not in text
