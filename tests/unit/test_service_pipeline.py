@@ -105,6 +105,7 @@ def _run(fail_publish: set[int]) -> ScriptedKafka:
         lifecycle={"resolve_after_windows": 2},
         stop_when_idle_s=0.05,
         max_wait_s=0.001,
+        max_batch=BATCH,  # full batches: the loop overlaps publishing with the next batch
     )
     records = [record(i, level) for i, level in enumerate(_levels())]
     kafka = ScriptedKafka(records, fail_publish)
