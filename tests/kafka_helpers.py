@@ -6,7 +6,14 @@ import time
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 __all__ = [
@@ -98,3 +105,10 @@ def consume_records(
             f"read {len(out)} of {count} records from {topic} within {timeout_s:.0f} s"
         )
     return out
+
+
+def transactional_producer(bootstrap: str) -> Producer:
+    """A producer with a fresh transactional id, transactions initialised."""
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": unique_name("txn")})
+    producer.init_transactions(30)
+    return producer

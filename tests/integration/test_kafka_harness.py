@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from tests.kafka_helpers import consume_records, unique_name, wait_until
+from tests.kafka_helpers import consume_records, transactional_producer, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -113,10 +113,7 @@ def test_aborted_transaction_is_invisible_to_read_committed(
     kafka_bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic()
-    producer = Producer(
-        {"bootstrap.servers": kafka_bootstrap, "transactional.id": unique_name("txn")}
-    )
-    producer.init_transactions(30)
+    producer = transactional_producer(kafka_bootstrap)
     producer.begin_transaction()
     for i in range(5):
         producer.produce(topic, value=f"aborted-{i}".encode())

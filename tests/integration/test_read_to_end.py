@@ -12,10 +12,9 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Producer
 
 from detector.kafka_io import read_committed_to_end
-from tests.kafka_helpers import unique_name
+from tests.kafka_helpers import transactional_producer, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +23,7 @@ def test_an_open_transaction_is_waited_for_and_its_records_returned_once_committ
     kafka_bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic(partitions=2)
-    producer = Producer(
-        {"bootstrap.servers": kafka_bootstrap, "transactional.id": unique_name("txn")}
-    )
-    producer.init_transactions(30)
+    producer = transactional_producer(kafka_bootstrap)
     producer.begin_transaction()
     for i in range(10):
         producer.produce(topic, key=f"k{i}".encode(), value=str(i).encode(), partition=i % 2)
@@ -56,10 +52,7 @@ def test_aborted_records_are_skipped_and_the_end_is_still_reached(
     kafka_bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic()
-    producer = Producer(
-        {"bootstrap.servers": kafka_bootstrap, "transactional.id": unique_name("txn")}
-    )
-    producer.init_transactions(30)
+    producer = transactional_producer(kafka_bootstrap)
     for keep in (True, False, True):
         producer.begin_transaction()
         producer.produce(topic, value=b"kept" if keep else b"aborted")
