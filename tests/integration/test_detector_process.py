@@ -190,7 +190,9 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     bad = [(b"src-0", b"{broken", None), (b"src-1", b"\x00\x01\x02", [("content-type", b"x/y")])]
     records[1000:1000] = bad[:1]
     records[4000:4000] = bad[1:]
-    env = _env(kafka_bootstrap, tag, DETECTOR_THRESHOLD__METHOD="static", DETECTOR_MAX_BATCH="64")
+    # Small batches: ~750 transactions, so the stream takes seconds and the kill lands
+    # mid-stream (with 64 a fast detector had committed all 6002 before the kill).
+    env = _env(kafka_bootstrap, tag, DETECTOR_THRESHOLD__METHOD="static", DETECTOR_MAX_BATCH="8")
     log = tmp_path / "det.log"
     first = _start(tiny_bundle, env, log)
     procs.append(first)
@@ -259,7 +261,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
 ) -> None:
     tag = unique_name("term")
     records = _records(np.random.default_rng(3), 20000, anomaly_every=31)
-    env = _env(kafka_bootstrap, tag, DETECTOR_MAX_BATCH="64")
+    env = _env(kafka_bootstrap, tag, DETECTOR_MAX_BATCH="16")  # ~1250 transactions
     log = tmp_path / "det.log"
     proc = _start(tiny_bundle, env, log)
     procs.append(proc)
