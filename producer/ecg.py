@@ -15,10 +15,11 @@ tall QRS, inverted T), ``st_elevation`` / ``st_depression`` (a raised or lowered
 
 Examples:
     >>> import numpy as np
+    >>> from producer.drift import DriftScenario
     >>> gen = EcgGenerator(n_sources=2, window=140, rng=np.random.default_rng(0))
     >>> types = np.full((2, 3), "none")
-    >>> beats = gen.generate(np.random.default_rng(1), types, np.ones((2, 3)),
-    ...                      np.zeros((2, 3)), np.ones((2, 3)))
+    >>> no_drift = DriftScenario().effect(np.zeros((2, 3), dtype=np.int64))
+    >>> beats = gen.generate(np.random.default_rng(1), types, no_drift)
     >>> beats.shape, int(beats[0, 0].argmax()) == gen.r_index
     ((2, 3, 140), True)
 """
@@ -27,6 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
+from producer.drift import DriftEffect
+from producer.generator import WindowGenerator
 
 __all__ = ["ECG_WINDOW", "R_FRACTION", "EcgGenerator"]
 
@@ -48,8 +52,11 @@ def _sigmoid(x: F64) -> F64:
     return out
 
 
-class EcgGenerator:
+class EcgGenerator(WindowGenerator):
     """Beats for ``n_sources`` sources; each call continues every source's rhythm.
+
+    :meth:`generate` returns (S, R, window) beats in millivolts; drift ``amplitude`` multiplies
+    the waves, ``baseline`` is in units of the source's R amplitude.
 
     Args:
         n_sources: number of independent sources (patients).
@@ -60,9 +67,8 @@ class EcgGenerator:
     def __init__(self, n_sources: int, window: int, rng: np.random.Generator) -> None:
         if window < 16:
             raise ValueError(f"an ECG window needs at least 16 samples, got {window}")
+        super().__init__(n_sources, window)
         s = n_sources
-        self.n_sources = n_sources
-        self.window = window
         self.r_index = round(R_FRACTION * window)
         self._hr0 = rng.uniform(58.0, 85.0, s)
         self._rsa = rng.uniform(1.0, 4.0, s)
@@ -105,25 +111,8 @@ class EcgGenerator:
         return rr, start
 
     def generate(
-        self,
-        rng: np.random.Generator,
-        anomaly_types: npt.NDArray[np.str_],
-        amplitude: F64,
-        baseline: F64,
-        noise: F64,
+        self, rng: np.random.Generator, anomaly_types: npt.NDArray[np.str_], effect: DriftEffect
     ) -> npt.NDArray[np.float32]:
-        """The next beats of every source.
-
-        Args:
-            rng: random generator for this chunk.
-            anomaly_types: (S, R) anomaly to give each beat, ``"none"`` for a normal one.
-            amplitude: (S, R) drift multiplier of the waves.
-            baseline: (S, R) drift offset, in units of the source's R amplitude.
-            noise: (S, R) drift multiplier of the noise level.
-
-        Returns:
-            (S, R, window) float32 beats, in millivolts.
-        """
         s, rounds = anomaly_types.shape
         shape = (s, rounds)
         premature = anomaly_types == "premature_beat"
@@ -174,13 +163,13 @@ class EcgGenerator:
             )
             beats[st_rows] += height[:, None] * plateau
 
-        beats *= (gain * amplitude)[..., None]
+        beats *= (gain * effect.amplitude)[..., None]
         abs_time = beat_start[..., None] + rr[..., None] * (frac[None, None, :] + R_FRACTION)
         wander = self._bw_amp[:, None, None] * np.sin(
             2 * np.pi * self._bw_freq[:, None, None] * abs_time + self._bw_phase[:, None, None]
         )
-        beats += wander + (baseline * gain)[..., None]
-        noise_sd = self._noise_sd[:, None] * noise
+        beats += wander + (effect.baseline * gain)[..., None]
+        noise_sd = self._noise_sd[:, None] * effect.noise
         beats += rng.normal(0.0, 1.0, beats.shape) * noise_sd[..., None]
 
         for i, r in zip(*np.nonzero(anomaly_types == "noise_burst"), strict=True):

@@ -17,9 +17,10 @@ window by :func:`producer.anomalies.apply_sensor_anomaly`.
 
 Examples:
     >>> import numpy as np
+    >>> from producer.drift import DriftScenario
     >>> gen = SensorGenerator(n_sources=1, window=32, channels=3, rng=np.random.default_rng(0))
-    >>> ones, zeros = np.ones((1, 4)), np.zeros((1, 4))
-    >>> gen.generate(np.random.default_rng(1), np.full((1, 4), "none"), ones, zeros, ones).shape
+    >>> no_drift = DriftScenario().effect(np.zeros((1, 4), dtype=np.int64))
+    >>> gen.generate(np.random.default_rng(1), np.full((1, 4), "none"), no_drift).shape
     (1, 4, 32, 3)
 """
 
@@ -29,16 +30,19 @@ import numpy as np
 import numpy.typing as npt
 
 from producer.anomalies import apply_sensor_anomaly
+from producer.drift import DriftEffect
+from producer.generator import WindowGenerator
 
 __all__ = ["SensorGenerator"]
-
-F64 = npt.NDArray[np.float64]
 
 GENERATED_HERE = ("frequency_change", "broken_correlation")
 
 
-class SensorGenerator:
+class SensorGenerator(WindowGenerator):
     """Windows for ``n_sources`` sources; each call continues every source's series.
+
+    :meth:`generate` returns (S, R, window, channels) samples; drift ``amplitude`` multiplies
+    the signal's deviation from its offset, ``baseline`` is in channel scales.
 
     Args:
         n_sources: number of independent sources (machines).
@@ -64,8 +68,7 @@ class SensorGenerator:
             raise ValueError(f"need at least one channel, got {channels}")
         s, c = n_sources, channels
         k = max(1, (c + 1) // 2)
-        self.n_sources = n_sources
-        self.window = window
+        super().__init__(n_sources, window)
         self.channels = channels
         # A fleet of machines of one type: the channel structure (mixing, offsets, scales,
         # periods) is shared, each source varies it a little and has its own phase and noise.
@@ -92,25 +95,8 @@ class SensorGenerator:
         return tuple(f"ch{i}" for i in range(self.channels))
 
     def generate(
-        self,
-        rng: np.random.Generator,
-        anomaly_types: npt.NDArray[np.str_],
-        amplitude: F64,
-        baseline: F64,
-        noise: F64,
+        self, rng: np.random.Generator, anomaly_types: npt.NDArray[np.str_], effect: DriftEffect
     ) -> npt.NDArray[np.float32]:
-        """The next windows of every source.
-
-        Args:
-            rng: random generator for this chunk.
-            anomaly_types: (S, R) anomaly to give each window, ``"none"`` for a normal one.
-            amplitude: (S, R) drift multiplier of the signal's deviation from its offset.
-            baseline: (S, R) drift offset, in channel scales.
-            noise: (S, R) drift multiplier of the noise level.
-
-        Returns:
-            (S, R, window, channels) float32 samples.
-        """
         s, rounds = anomaly_types.shape
         length = self.window
         k = self._knot.shape[1]
@@ -143,11 +129,11 @@ class SensorGenerator:
             part = latent[i, r, :, ch]
             latent[i, r, :, ch] = 2 * part.mean() - part
 
-        noise_sd = self._noise_sd[:, None] * noise  # (S, R)
+        noise_sd = self._noise_sd[:, None] * effect.noise  # (S, R)
         eps = rng.normal(0.0, 1.0, latent.shape) * noise_sd[..., None, None]
         scale = self._scale[:, None, None, :]
         values = self._offset[:, None, None, :] + scale * (
-            amplitude[..., None, None] * latent + eps + baseline[..., None, None]
+            effect.amplitude[..., None, None] * latent + eps + effect.baseline[..., None, None]
         )
         for i, r in zip(*np.nonzero(anomaly_types != "none"), strict=True):
             kind = str(anomaly_types[i, r])

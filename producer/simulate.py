@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -25,10 +27,18 @@ from producer.anomalies import StreamKind, choose_anomalies, validate_anomaly_ty
 from producer.drift import DriftScenario
 from producer.ecg import ECG_WINDOW, EcgGenerator
 from producer.errors import ProducerInputError
+from producer.generator import WindowGenerator
 from producer.sensors import SensorGenerator
 from producer.windows import NO_ANOMALY, LabeledWindow, WindowBatch, concat_batches
 
-__all__ = ["DEFAULT_SENSOR_WINDOW", "default_window", "make_arrays", "make_batches", "make_stream"]
+__all__ = [
+    "DEFAULT_SENSOR_WINDOW",
+    "SimOptions",
+    "default_window",
+    "make_arrays",
+    "make_batches",
+    "make_stream",
+]
 
 DEFAULT_SENSOR_WINDOW = 64
 CHUNK_WINDOWS = 1024
@@ -59,85 +69,125 @@ def _check(
         raise ProducerInputError("ECG windows have one channel; --channels is for sensors")
 
 
+class SimOptions(TypedDict, total=False):
+    """The keyword options of :func:`make_batches`, :func:`make_stream` and :func:`make_arrays`.
+
+    Every key is optional; :func:`make_batches` documents each one and its default.
+    """
+
+    seed: int
+    anomaly_rate: float
+    anomaly_types: Sequence[str] | None
+    drift: DriftScenario | None
+    n_sources: int
+    window: int | None
+    channels: int | None
+    source_prefix: str | None
+    profile: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A checked stream request, with every default filled in."""
+
+    kind: StreamKind
+    n: int | None
+    seed: int
+    anomaly_rate: float
+    types: tuple[str, ...]
+    drift: DriftScenario
+    ids: list[str]
+    window: int
+    channels: int
+    profile: int
+
+
+def _plan(kind: StreamKind, n: int | None, options: SimOptions, caller: str) -> _Plan:
+    """Check ``options`` (as the keyword arguments of ``caller``) and fill in the defaults."""
+    unknown = options.keys() - SimOptions.__optional_keys__
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {min(unknown)!r}")
+    seed = options.get("seed", 0)
+    anomaly_rate = options.get("anomaly_rate", 0.0)
+    n_sources = options.get("n_sources", 1)
+    window = options.get("window")
+    channels = options.get("channels")
+    profile = options.get("profile", 0)
+    win = default_window(kind) if window is None else window
+    chans = (1 if kind == "ecg" else 4) if channels is None else channels
+    _check(kind, n, seed, n_sources, win, chans)
+    if profile < 0:
+        raise ProducerInputError(f"profile must be >= 0, got {profile}")
+    types = validate_anomaly_types(kind, options.get("anomaly_types"))
+    if not 0.0 <= anomaly_rate <= 1.0:
+        raise ProducerInputError(f"anomaly rate must be within [0, 1], got {anomaly_rate}")
+    prefix = options.get("source_prefix") or kind
+    return _Plan(
+        kind=kind,
+        n=n,
+        seed=seed,
+        anomaly_rate=anomaly_rate,
+        types=types,
+        drift=options.get("drift") or DriftScenario(),
+        ids=[f"{prefix}-{i}" for i in range(n_sources)],
+        window=win,
+        channels=chans,
+        profile=profile,
+    )
+
+
 def make_batches(
-    kind: StreamKind = "ecg",
-    n: int | None = None,
-    *,
-    seed: int = 0,
-    anomaly_rate: float = 0.0,
-    anomaly_types: Sequence[str] | None = None,
-    drift: DriftScenario | None = None,
-    n_sources: int = 1,
-    window: int | None = None,
-    channels: int | None = None,
-    source_prefix: str | None = None,
-    profile: int = 0,
+    kind: StreamKind = "ecg", n: int | None = None, **options: Unpack[SimOptions]
 ) -> Iterator[WindowBatch]:
     """A stream of simulated windows, as batches of consecutive windows.
 
     Args:
         kind: ``"ecg"`` (one channel, one beat per window) or ``"sensor"``.
         n: total windows, or None for an endless stream.
-        seed: the stream's seed (>= 0).
-        anomaly_rate: probability that a window gets an injected anomaly.
-        anomaly_types: types to inject (uniformly); all of ``kind``'s types when None.
-        drift: the drift scenario; none when None.
-        n_sources: sources, interleaved round by round.
-        window: samples per window (140 for ECG, 64 for sensors when None).
-        channels: sensor channels (4 when None); must be 1 (or None) for ECG.
-        source_prefix: source ids are ``f"{prefix}-{i}"``; ``kind`` when None.
-        profile: the sensor machine type (channel structure shared by all sources),
-            independent of ``seed``: train and stream with the same profile.
+        **options: the keywords of :class:`SimOptions`, all optional:
+
+            * ``seed``: the stream's seed (>= 0); 0 by default.
+            * ``anomaly_rate``: probability that a window gets an injected anomaly; 0.0 by
+              default.
+            * ``anomaly_types``: types to inject (uniformly); all of ``kind``'s types when None
+              (the default).
+            * ``drift``: the drift scenario; none when None (the default).
+            * ``n_sources``: sources, interleaved round by round; 1 by default.
+            * ``window``: samples per window (140 for ECG, 64 for sensors when None).
+            * ``channels``: sensor channels (4 when None); must be 1 (or None) for ECG.
+            * ``source_prefix``: source ids are ``f"{prefix}-{i}"``; ``kind`` when None.
+            * ``profile``: the sensor machine type (channel structure shared by all sources),
+              independent of ``seed``: train and stream with the same profile; 0 by default.
 
     Raises:
         ProducerInputError: an impossible parameter or an unknown anomaly type.
+        TypeError: an option that :class:`SimOptions` does not have.
     """
-    win = default_window(kind) if window is None else window
-    chans = (1 if kind == "ecg" else 4) if channels is None else channels
-    _check(kind, n, seed, n_sources, win, chans)
-    if profile < 0:
-        raise ProducerInputError(f"profile must be >= 0, got {profile}")
-    types = validate_anomaly_types(kind, anomaly_types)
-    if not 0.0 <= anomaly_rate <= 1.0:
-        raise ProducerInputError(f"anomaly rate must be within [0, 1], got {anomaly_rate}")
-    scenario = drift or DriftScenario()
-    prefix = source_prefix or kind
-    ids = [f"{prefix}-{i}" for i in range(n_sources)]
-    return _batches(kind, n, seed, anomaly_rate, types, scenario, ids, win, chans, profile)
+    return _batches(_plan(kind, n, options, "make_batches"))
 
 
-def _batches(
-    kind: StreamKind,
-    n: int | None,
-    seed: int,
-    anomaly_rate: float,
-    types: tuple[str, ...],
-    drift: DriftScenario,
-    ids: list[str],
-    window: int,
-    channels: int,
-    profile: int,
-) -> Iterator[WindowBatch]:
+def _batches(plan: _Plan) -> Iterator[WindowBatch]:
+    kind, seed, ids, window, channels = plan.kind, plan.seed, plan.ids, plan.window, plan.channels
+    drift = plan.drift
     n_sources = len(ids)
     const_rng = np.random.default_rng([seed, 0])
-    gen: EcgGenerator | SensorGenerator
+    gen: WindowGenerator
     if kind == "ecg":
         gen = EcgGenerator(n_sources, window, const_rng)
     else:
-        gen = SensorGenerator(n_sources, window, channels, const_rng, profile)
+        gen = SensorGenerator(n_sources, window, channels, const_rng, plan.profile)
     rounds = max(1, CHUNK_WINDOWS // n_sources)
-    remaining = n
+    remaining = plan.n
     for chunk in itertools.count():
         if remaining is not None and remaining <= 0:
             return
         rng = np.random.default_rng([seed, 1, chunk])
         # Drawn in stream order (round-major), then laid out per source as (S, R).
-        flat_types = choose_anomalies(rng, rounds * n_sources, anomaly_rate, types)
+        flat_types = choose_anomalies(rng, rounds * n_sources, plan.anomaly_rate, plan.types)
         per_source = flat_types.reshape(rounds, n_sources).T
         seq_rows = chunk * rounds + np.arange(rounds, dtype=np.int64)
         seq = np.broadcast_to(seq_rows[None, :], (n_sources, rounds))
-        effect = drift.effect(seq)
-        values = gen.generate(rng, per_source, effect.amplitude, effect.baseline, effect.noise)
+        values = gen.generate(rng, per_source, drift.effect(seq))
         values = np.swapaxes(values, 0, 1).reshape(rounds * n_sources, window, channels)
         stream_seq = np.repeat(seq_rows, n_sources)
         batch = WindowBatch(
@@ -157,69 +207,19 @@ def _batches(
 
 
 def make_stream(
-    kind: StreamKind = "ecg",
-    n: int | None = None,
-    *,
-    seed: int = 0,
-    anomaly_rate: float = 0.0,
-    anomaly_types: Sequence[str] | None = None,
-    drift: DriftScenario | None = None,
-    n_sources: int = 1,
-    window: int | None = None,
-    channels: int | None = None,
-    source_prefix: str | None = None,
-    profile: int = 0,
+    kind: StreamKind = "ecg", n: int | None = None, **options: Unpack[SimOptions]
 ) -> Iterator[LabeledWindow]:
     """The same stream as :func:`make_batches`, one :class:`LabeledWindow` at a time."""
-    batches = make_batches(
-        kind,
-        n,
-        seed=seed,
-        anomaly_rate=anomaly_rate,
-        anomaly_types=anomaly_types,
-        drift=drift,
-        n_sources=n_sources,
-        window=window,
-        channels=channels,
-        source_prefix=source_prefix,
-        profile=profile,
-    )
+    batches = _batches(_plan(kind, n, options, "make_stream"))
     return (w for batch in batches for w in batch)
 
 
 def make_arrays(
-    kind: StreamKind = "ecg",
-    n: int = 1000,
-    *,
-    seed: int = 0,
-    anomaly_rate: float = 0.0,
-    anomaly_types: Sequence[str] | None = None,
-    drift: DriftScenario | None = None,
-    n_sources: int = 1,
-    window: int | None = None,
-    channels: int | None = None,
-    source_prefix: str | None = None,
-    profile: int = 0,
+    kind: StreamKind = "ecg", n: int = 1000, **options: Unpack[SimOptions]
 ) -> WindowBatch:
     """The first ``n`` windows of the stream as one batch (``values`` is (n, T, C))."""
-    batches = list(
-        make_batches(
-            kind,
-            n,
-            seed=seed,
-            anomaly_rate=anomaly_rate,
-            anomaly_types=anomaly_types,
-            drift=drift,
-            n_sources=n_sources,
-            window=window,
-            channels=channels,
-            source_prefix=source_prefix,
-            profile=profile,
-        )
-    )
+    plan = _plan(kind, n, options, "make_arrays")
+    batches = list(_batches(plan))
     if not batches:
-        probe = make_batches(
-            kind, 1, seed=seed, n_sources=n_sources, window=window, channels=channels
-        )
-        return next(probe).head(0)
+        return next(_batches(replace(plan, n=1))).head(0)
     return concat_batches(batches)
