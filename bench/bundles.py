@@ -23,7 +23,8 @@ import numpy as np
 
 from bench.broker import BenchError
 from bench.data import SIM_SEED, SIM_SOURCES
-from bench.procs import REPO, _die_with_parent, clean_env
+from bench.procs import REPO, clean_env
+from kafka_local.procs import die_with_parent
 
 __all__ = ["BundleJob", "bundle_cache", "cache_key", "write_sim_npz"]
 
@@ -137,7 +138,7 @@ class BundleJob:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         return self

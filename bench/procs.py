@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from types import TracebackType
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.broker import BenchError
+from kafka_local.procs import die_with_parent, stop_process
 
 __all__ = [
     "REPO",
@@ -35,15 +35,8 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parent.parent
-_PR_SET_PDEATHSIG = 1
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _LIVE: set[Child] = set()
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -134,7 +127,7 @@ class Child:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,
         )
         log.close()
@@ -200,16 +193,7 @@ class Child:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGCONT)
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process(proc, timeout_s, resume=True)
         _LIVE.discard(self)
         return proc.returncode
 

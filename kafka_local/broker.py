@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import atexit
 import base64
-import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -32,10 +29,10 @@ from pathlib import Path
 from types import TracebackType
 
 from kafka_local.jars import DEFAULT_KAFKA_VERSION, BrokerSetupError, ensure_kafka_jars
+from kafka_local.procs import die_with_parent, stop_process
 
 __all__ = ["LocalKafka", "free_port", "sweep_stale_workdirs"]
 
-_PR_SET_PDEATHSIG = 1
 _PREFIX = "kafka-local-"
 _OWNER_FILE = "owner.pid"
 
@@ -74,12 +71,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
@@ -213,7 +204,7 @@ class LocalKafka:
             stdout=stdout,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             start_new_session=True,
         )
         stdout.close()
@@ -260,15 +251,8 @@ class LocalKafka:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after ``timeout_s``) and remove its folder."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        if proc is not None:
+            stop_process(proc, timeout_s)
         if self._own_workdir and self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.stop)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -181,6 +182,29 @@ def test_replay_flags_exactly_what_the_bundle_flags_offline(
     assert len({a.alert_id for a in alerts}) == len(alerts)
 
 
+def _start_busy(
+    bootstrap: str,
+    bundle: Path,
+    env: dict[str, str],
+    log: Path,
+    procs: list[subprocess.Popen[bytes]],
+    tag: str,
+    records: list[tuple[bytes | None, bytes | None, Any]],
+    committed: int,
+) -> subprocess.Popen[bytes]:
+    """Start a detector, send it ``records`` and return once it has committed ``committed``."""
+    proc = _start(bundle, env, log)
+    procs.append(proc)
+    wait_until(lambda: b"detector_started" in log.read_bytes(), 120, "the detector to start")
+    produce(bootstrap, f"{tag}-windows", records)
+    wait_until(
+        lambda: committed_count(bootstrap, f"{tag}-group", f"{tag}-windows", 2) >= committed,
+        120,
+        f"the detector to commit {committed} records",
+    )
+    return proc
+
+
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     kafka_bootstrap: str, tiny_bundle: Path, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -194,16 +218,8 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     # mid-stream (with 64 a fast detector had committed all 6002 before the kill).
     env = _env(kafka_bootstrap, tag, DETECTOR_THRESHOLD__METHOD="static", DETECTOR_MAX_BATCH="8")
     log = tmp_path / "det.log"
-    first = _start(tiny_bundle, env, log)
-    procs.append(first)
-    wait_until(lambda: b"detector_started" in log.read_bytes(), 120, "the detector to start")
-    produce(kafka_bootstrap, f"{tag}-windows", records)
+    first = _start_busy(kafka_bootstrap, tiny_bundle, env, log, procs, tag, records, 1500)
     group, topic = f"{tag}-group", f"{tag}-windows"
-    wait_until(
-        lambda: committed_count(kafka_bootstrap, group, topic, 2) >= 1500,
-        120,
-        "the detector to be mid-stream",
-    )
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     assert committed_count(kafka_bootstrap, group, topic, 2) < len(records), "killed too late"
@@ -263,16 +279,8 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     records = _records(np.random.default_rng(3), 20000, anomaly_every=31)
     env = _env(kafka_bootstrap, tag, DETECTOR_MAX_BATCH="16")  # ~1250 transactions
     log = tmp_path / "det.log"
-    proc = _start(tiny_bundle, env, log)
-    procs.append(proc)
-    wait_until(lambda: b"detector_started" in log.read_bytes(), 120, "the detector to start")
-    produce(kafka_bootstrap, f"{tag}-windows", records)
+    proc = _start_busy(kafka_bootstrap, tiny_bundle, env, log, procs, tag, records, 500)
     group, topic = f"{tag}-group", f"{tag}-windows"
-    wait_until(
-        lambda: committed_count(kafka_bootstrap, group, topic, 2) >= 500,
-        120,
-        "the detector to be busy",
-    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     (stopped,) = [e for e in _log_events(log) if e.get("event") == "detector_stopped"]
