@@ -401,6 +401,7 @@ class DetectorService:
     def close(self) -> None:
         """Let the batch being published finish, leave the group, flush, stop serving."""
         self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
+        gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
         self.metrics.ready.set(0)
         if self.health is not None:
             self.health.is_ready = False
