@@ -96,6 +96,28 @@ def offsets_after(records: Iterable[InputRecord]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
+def _watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """(low, high) offsets, retried until ``deadline``: a topic created a moment ago may not
+    have a leader yet ("unknown topic or partition", "leader not available").
+
+    Raises:
+        KafkaUnavailableError: still failing at the deadline.
+    """
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                tp, timeout=max(0.5, min(10.0, deadline - time.monotonic()))
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            if time.monotonic() >= deadline:
+                raise KafkaUnavailableError(
+                    f"cannot read the offsets of {tp.topic}[{tp.partition}]: {_error_of(exc)}"
+                ) from exc
+            log.info("offsets_not_ready", topic=tp.topic, partition=tp.partition, error=str(exc))
+            time.sleep(0.2)
+
+
 def read_committed_to_end(
     client_config: dict[str, Any],
     topic: str,
@@ -113,13 +135,17 @@ def read_committed_to_end(
 
     Returns:
         The records, and the partitions that did not reach their end in time.
+
+    Raises:
+        KafkaUnavailableError: the partitions' offsets could not be read within ``timeout_s``.
     """
     ends: dict[int, int] = {}
+    deadline = time.monotonic() + timeout_s
     probe = Consumer({**client_config, "group.id": group_id, "isolation.level": "read_uncommitted"})
     try:
         starts: dict[int, int] = {}
         for p in partitions:
-            low, high = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = _watermarks(probe, TopicPartition(topic, p), deadline)
             if high > low:
                 ends[p], starts[p] = high, low
     finally:
@@ -137,7 +163,6 @@ def read_committed_to_end(
     out: list[Message] = []
     try:
         reader.assign([TopicPartition(topic, p, starts[p]) for p in ends])
-        deadline = time.monotonic() + timeout_s
         while ends and time.monotonic() < deadline:
             out.extend(m for m in reader.consume(num_messages=1000, timeout=0.2) if not m.error())
             for tp in reader.position([TopicPartition(topic, p) for p in ends]):
