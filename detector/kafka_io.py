@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.core import DeadLetter, InputRecord
 from detector.errors import KafkaUnavailableError
+from detector.log import LIBRDKAFKA_LOG
 from detector.settings import DetectorSettings
 
 __all__ = [
@@ -141,6 +142,7 @@ def read_committed_to_end(
     """
     ends: dict[int, int] = {}
     deadline = time.monotonic() + timeout_s
+    client_config = {"logger": LIBRDKAFKA_LOG, **client_config}
     probe = Consumer({**client_config, "group.id": group_id, "isolation.level": "read_uncommitted"})
     try:
         starts: dict[int, int] = {}
@@ -198,7 +200,7 @@ class KafkaIO:
     @property
     def admin(self) -> AdminClient:
         if self._admin is None:
-            self._admin = AdminClient(self._s.kafka.client_config())
+            self._admin = AdminClient({**self._s.kafka.client_config(), "logger": LIBRDKAFKA_LOG})
         return self._admin
 
     @property
@@ -207,6 +209,7 @@ class KafkaIO:
             conf: dict[str, Any] = {
                 "session.timeout.ms": 10000,
                 "fetch.wait.max.ms": 10,
+                "logger": LIBRDKAFKA_LOG,
                 **self._s.kafka.client_config(),
                 "group.id": self._s.group_id,
                 "group.instance.id": self._s.instance_id,
@@ -225,6 +228,7 @@ class KafkaIO:
                 "linger.ms": 1,
                 "acks": "all",
                 "enable.idempotence": True,
+                "logger": LIBRDKAFKA_LOG,
                 # After a commit the coordinator answers the next transaction's
                 # AddOffsetsToTxn/AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until the
                 # markers are written (a few ms); librdkafka retries after retry.backoff.ms,

@@ -12,7 +12,7 @@ from typing import Literal
 
 import structlog
 
-__all__ = ["LogFormat", "configure_logging"]
+__all__ = ["LIBRDKAFKA_LOG", "LibrdkafkaLog", "LogFormat", "configure_logging"]
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -51,3 +51,25 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     logging.basicConfig(
         level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
+
+
+class LibrdkafkaLog:
+    """confluent-kafka's ``logger`` setting: librdkafka's own lines as structlog events.
+
+    Without it librdkafka writes ``%3|1795...|FAIL|rdkafka#producer-1| ...`` straight to stderr,
+    outside the JSON log stream. confluent-kafka calls ``log(level, "%s [%s] %s", facility,
+    client name, text)`` from the client's poll/consume calls.
+    """
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("librdkafka")
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        if msg == "%s [%s] %s" and len(args) == 3:
+            facility, client, text = (str(a) for a in args)
+        else:
+            facility, client, text = "", "", msg % args if args else msg
+        self._log.log(level, "librdkafka", facility=facility, client=client, message=text)
+
+
+LIBRDKAFKA_LOG = LibrdkafkaLog()

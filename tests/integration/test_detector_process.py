@@ -313,6 +313,8 @@ def test_start_up_fails_fast_and_clearly(tiny_bundle: Path, tmp_path: Path) -> N
     assert proc.returncode == 3
     assert "no Kafka broker answered" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # librdkafka's own lines go through structlog, not raw "%3|...|FAIL|..." on stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("%")] == []
 
     broken = tmp_path / "broken"
     broken.mkdir()

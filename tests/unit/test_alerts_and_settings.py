@@ -68,3 +68,31 @@ def test_detector_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.kafka.security_protocol == "SASL_SSL"
     assert s.max_batch == 64
     assert s.threshold.target_far == 0.005
+
+
+def test_librdkafka_lines_become_structured_log_events() -> None:
+    import structlog
+
+    from detector.log import LibrdkafkaLog
+
+    with structlog.testing.capture_logs() as logs:
+        LibrdkafkaLog().log(
+            40, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", "Connect to ipv4#127.0.0.1:1 failed"
+        )
+        LibrdkafkaLog().log(20, "plain %d", 7)
+    assert logs == [
+        {
+            "event": "librdkafka",
+            "log_level": "error",
+            "facility": "FAIL",
+            "client": "rdkafka#consumer-1",
+            "message": "Connect to ipv4#127.0.0.1:1 failed",
+        },
+        {
+            "event": "librdkafka",
+            "log_level": "info",
+            "facility": "",
+            "client": "",
+            "message": "plain 7",
+        },
+    ]
