@@ -135,13 +135,7 @@ class DetectorService:
     def _on_revoke(self, partitions: list[int]) -> None:
         # The batch being published holds offsets of these partitions: let it finish before
         # they go (a failure is handled by the loop, which rewinds what is left).
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            try:
-                inflight.future.result()
-                self._published(inflight)
-            except PublishError as exc:
-                self._failed_on_revoke = exc
+        self._settle(recover=False)
         gone = self.core.drop_partitions(set(partitions))
         log.info("state_dropped", partitions=partitions, sources=len(gone))
 
@@ -271,8 +265,9 @@ class DetectorService:
             self.io.publish, alert_msgs, event_msgs, dead_letters, states, now_ms, offsets
         )
 
-    def _settle(self) -> bool:
-        """Wait for the batch being published; False if it failed and the input was rewound.
+    def _settle(self, *, recover: bool = True) -> bool:
+        """Wait for the batch being published; False if it failed and the input was rewound
+        (``recover=False``, inside a rebalance callback: the loop rewinds after it).
 
         Raises:
             PublishError: a failure that retrying cannot fix (fenced, fatal), or any failure
@@ -284,7 +279,10 @@ class DetectorService:
         try:
             inflight.future.result()
         except PublishError as exc:
-            self._recover(exc)
+            if recover:
+                self._recover(exc)
+            else:
+                self._failed_on_revoke = exc
             return False
         self._attempt = 0
         self._published(inflight)

@@ -109,6 +109,17 @@ def new_topic(kafka_bootstrap: str) -> Callable[..., str]:
 
 
 @pytest.fixture
+def fresh_structlog() -> Iterator[None]:
+    """Start and end a test with structlog's defaults: a CLI ``main()`` configures structlog on
+    the stderr of the moment, a capture pytest closes after the test."""
+    import structlog
+
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
 def group_id() -> str:
     """A consumer group id no other test uses."""
     return unique_name("group")

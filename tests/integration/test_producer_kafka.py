@@ -9,13 +9,12 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
-import structlog
 from confluent_kafka import Consumer, TopicPartition
 
 from detector.kafka_config import KafkaSettings
@@ -35,18 +34,9 @@ from producer.kafka_io import WindowProducer
 from producer.simulate import make_arrays
 from tests.kafka_helpers import consume_records, unique_name, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_structlog")]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_structlog() -> Iterator[None]:
-    """``main()`` configures structlog on the stderr of the moment (a capture pytest closes
-    after the test): start and end every test with structlog's defaults."""
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def _records_on(bootstrap: str, topic: str) -> int:

@@ -5,29 +5,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
-import structlog
 from pydantic import SecretStr
 
 from detector.messages import H_ANOMALY_TYPE, H_LABEL, H_REGIME, decode_window
 from producer.__main__ import main
 from producer.settings import ProducerSettings
 
+pytestmark = pytest.mark.usefixtures("fresh_structlog")
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_structlog() -> Iterator[None]:
-    """``main()`` configures structlog on the stderr of the moment (a capture pytest closes
-    after the test): start and end every test with structlog's defaults."""
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture(autouse=True)
