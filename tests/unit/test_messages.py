@@ -92,3 +92,59 @@ def test_binary_truncated_payload_is_undecodable() -> None:
         decode_window(b"s", value[:-2], headers)
     assert info.value.reason == "undecodable"
     assert headers[0] == (H_CONTENT_TYPE, CONTENT_TYPE_F32.encode())
+
+
+_DOCS = [
+    b'{"source_id":"a","seq":1,"event_time":1700000000000,"values":[1,2.5,-3e-2,1e-45]}',
+    b'{"source_id":"a","seq":1,"event_time":"2023-11-14T22:13:20.5Z","values":[[1,2],[3,4]]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[[1,2],[3]]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[[1,2],[]]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[1,[2]]}',
+    b'{"source_id":"a[1]","seq":1,"event_time":0,"values":[1]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[true,1]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[1,"2"]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[1e400]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[1],"values":[2,3]}',
+    b'{"source_id":"a","seq":99999999999999999999999,"event_time":0,"values":[1]}',
+    b'{"source_id":"a","seq":-1,"event_time":0,"values":[1]}',
+    b'{"source_id":"\xc3\xa9","event_time":0,"values":[1],"metadata":{"k":"v","n":[1]}}',
+    b'{"source_id":"a","event_time":0,"values":[1],"metadata":[]}',
+    b'{"seq":1,"event_time":0,"values":[1]}',
+    b'{"source_id":"a","seq":1,"values":[1]}',
+    b'{"source_id":"a","seq":1,"event_time":null,"values":[1]}',
+    b'{"source_id":"\xff","seq":1,"event_time":0,"values":[1]}',
+    b"[1,2,3]",
+    b'{"source_id":"a",',
+    b"",
+]
+
+
+@pytest.mark.parametrize("doc", _DOCS)
+def test_the_simdjson_fast_path_decodes_like_orjson(
+    doc: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON windows go through simdjson when they are simple; every document must decode
+    (or be refused, with the same reason) exactly as the plain orjson path does."""
+    from detector import messages
+
+    def outcome() -> tuple[object, ...]:
+        try:
+            w = decode_window(b"key", doc, None)
+        except DecodeError as exc:
+            return ("error", exc.reason)
+        return (w.source_id, w.seq, w.event_time_ms, w.values.tobytes(), w.values.shape, w.metadata)
+
+    fast = outcome()
+    monkeypatch.setattr(messages, "_fast_json", lambda _value: None)
+    assert fast == outcome()
+
+
+def test_the_fast_path_takes_flat_numeric_windows_and_can_parse_again() -> None:
+    from detector.messages import _fast_json
+
+    value = encode_json("src", 5, 1_700_000_000_123, np.arange(140.0))
+    for _ in range(3):  # the parser is reused: no proxy of the last document may survive
+        doc = _fast_json(value)
+        assert doc is not None and doc["values"].dtype == np.float32
+        assert _fast_json(b'{"values":[[1],[2]]}') is None
