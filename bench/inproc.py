@@ -4,8 +4,9 @@
 ``DetectorService.from_bundle`` does, but reuses one loaded model for many runs, and wraps the
 loop's five calls (consume, prepare, score, decide, publish) in timers: the profile of where
 a window's time goes. The wrappers add two ``perf_counter`` calls per stage and batch.
-Publish runs on the service's publisher thread, overlapped with the next batch's consume,
-prepare, score and decide, so the stages' wall times add up to more than the drain's.
+Under backlog, score runs on the service's scorer thread (overlapped with deciding the
+batch before and reading the batch after) and publish on its publisher thread (overlapped
+with all of those), so the stages' wall times add up to more than the drain's.
 
 A drain is timed from the first consume that returns records to the loop taking the outcome
 of the publish that commits the last expected offset (exactly-once: the committed
@@ -177,8 +178,8 @@ class InProcessDetector:
             # on the publisher thread, overlapped with the next batch's stages
             clock.timed("publish", publish, *args)
 
-        def counted(inflight: Any) -> None:
-            published(inflight)
+        def counted(inflight: Any, publish_s: float) -> None:
+            published(inflight, publish_s)
             if inflight.prepared is None:
                 return
             clock.batches += 1

@@ -57,6 +57,12 @@ class DetectorMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.publish_seconds = Histogram(
+            "detector_publish_seconds",
+            "Publishing a batch: produce its outputs, send its offsets, commit the transaction.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "detector_batch_seconds",
             "Whole batch: decode, score, decide, publish, commit.",

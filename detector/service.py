@@ -15,6 +15,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,15 @@ import structlog
 from confluent_kafka import TopicPartition
 
 from detector.bundle import Manifest
-from detector.core import DeadLetter, Decisions, DetectorCore, Prepared, ScoreArrays, Scorer
+from detector.core import (
+    DeadLetter,
+    Decisions,
+    DetectorCore,
+    InputRecord,
+    Prepared,
+    ScoreArrays,
+    Scorer,
+)
 from detector.events import encode_event
 from detector.kafka_io import KafkaIO, PublishError, offsets_after
 from detector.metrics import DetectorMetrics, HealthServer
@@ -71,12 +80,23 @@ def build_core(settings: DetectorSettings, manifest: Manifest) -> DetectorCore:
 class _InFlight:
     """A decided batch whose outputs are being published on the publisher thread."""
 
-    future: Future[None]
+    future: Future[float]  # seconds the publish took
     prepared: Prepared | None  # None: alerts of the idle-episode sweep, no input records
     decisions: Decisions
     n_records: int
     started: float = 0.0  # perf_counter when its processing began
     score_s: float = 0.0
+    decide_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Scoring:
+    """A prepared batch whose model call runs on the scorer thread."""
+
+    future: Future[tuple[ScoreArrays, float]]  # (scores, seconds the call took)
+    prepared: Prepared
+    records: list[InputRecord]
+    started: float  # perf_counter when its processing began
 
 
 def _now_ms() -> int:
@@ -100,6 +120,10 @@ class DetectorService:
         self._empty = EmptyScores.of(m.window_size, m.n_channels)
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher")
         self._inflight: _InFlight | None = None
+        # TensorFlow releases the GIL while the model runs, so a batch is scored on this
+        # thread while the loop decides the one before and reads the one after.
+        self._scorer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
+        self._scoring: _Scoring | None = None
         self._failed_on_revoke: PublishError | None = None
         self._attempt = 0
         self._summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
@@ -113,7 +137,13 @@ class DetectorService:
         from detector.model import load_bundle
 
         loaded = load_bundle(settings.bundle)
-        loaded.warmup()
+        started = time.monotonic()
+        loaded.warmup(settings.max_batch)
+        log.info(
+            "model_warmed_up",
+            max_batch=settings.max_batch,
+            seconds=round(time.monotonic() - started, 2),
+        )
         return cls(settings, loaded, build_core(settings, loaded.manifest))
 
     # -- partitions -----------------------------------------------------------------------
@@ -133,9 +163,9 @@ class DetectorService:
         self.metrics.ready.set(1)
 
     def _on_revoke(self, partitions: list[int]) -> None:
-        # The batch being published holds offsets of these partitions: let it finish before
-        # they go (a failure is handled by the loop, which rewinds what is left).
-        self._settle(recover=False)
+        # The batches being scored and published hold offsets of these partitions: let them
+        # finish before they go (a failure is handled by the loop, which rewinds what is left).
+        self._drain(recover=False)
         gone = self.core.drop_partitions(set(partitions))
         log.info("state_dropped", partitions=partitions, sources=len(gone))
 
@@ -177,12 +207,15 @@ class DetectorService:
     def run(self) -> int:
         """Process batches until stopped or idle; returns the process exit code.
 
-        Publishing is pipelined one batch deep: batch N's transaction (produce, send offsets,
-        commit: mostly waiting for the broker) runs on the publisher thread while batch N+1 is
-        consumed, decoded, scored and decided here. N+1 is published only after N committed,
-        with its own offsets (:func:`~detector.kafka_io.offsets_after`), so outputs and offsets
-        stay paired batch by batch; if N fails, N+1's decisions are dropped with the state
-        they touched, and both batches are replayed from the committed offsets.
+        Under backlog (full batches) the loop is a three-stage pipeline, one batch per stage:
+        batch N+1 is scored on the scorer thread (TensorFlow releases the GIL) while batch N
+        is decided here and the next one read and decoded, and batch N-1's transaction
+        (produce, send offsets, commit: mostly waiting for the broker) runs on the publisher
+        thread. Decisions stay in stream order, and N is published only after N-1 committed,
+        with its own offsets (:func:`~detector.kafka_io.offsets_after`), so outputs and
+        offsets stay paired batch by batch; if N-1 fails, what was decided or scored behind
+        it is dropped with the state it touched, and replayed from the committed offsets.
+        Smaller batches (no backlog) go through every stage at once.
         """
         s = self.settings
         last_input = last_sweep = last_lag = self._last_log = time.monotonic()
@@ -205,7 +238,7 @@ class DetectorService:
                 mono = time.monotonic()
                 if mono - last_sweep >= 1.0:
                     last_sweep = mono
-                    if not self._settle():
+                    if not self._drain():
                         continue
                     swept = self.core.sweep_idle(_now_ms())
                     if swept.alerts:
@@ -216,7 +249,7 @@ class DetectorService:
                     last_lag = mono
                     self._update_lag()
                 if not records:
-                    if not self._settle():  # a quiet stream's last batch commits now
+                    if not self._drain():  # a quiet stream's last batch commits now
                         continue
                     if s.stop_when_idle_s is not None and mono - last_input >= s.stop_when_idle_s:
                         log.info("idle_stop", idle_s=round(mono - last_input, 1))
@@ -225,36 +258,62 @@ class DetectorService:
                 last_input = mono
                 started = time.perf_counter()
                 prepared = self.core.prepare(records)
-                t0 = time.perf_counter()
-                result: ScoreArrays = (
-                    self.scorer.score(prepared.batch) if prepared.windows else self._empty
+                scoring = _Scoring(
+                    self._scorer_thread.submit(self._score, prepared), prepared, records, started
                 )
-                score_s = time.perf_counter() - t0
-                decisions = self.core.decide(prepared, result, _now_ms())
-                if not self._settle():
-                    continue  # the previous batch was rolled back: this one is read again
-                future = self._submit(decisions, prepared.dead_letters, offsets_after(records))
-                self._inflight = _InFlight(
-                    future, prepared, decisions, len(records), started, score_s
-                )
+                if not self._decide_scored():  # the batch before this one
+                    continue  # it was rolled back: this one is read again
+                self._scoring = scoring
                 if len(records) < s.max_batch:
-                    # No backlog: nothing to overlap the transaction with but waiting for
-                    # input, and the publisher thread would compete for the GIL with this
-                    # loop; settle now, so a quiet stream's alerts are not held back.
-                    self._settle()
-            self._settle()  # the batch in hand: commit it before leaving
+                    # No backlog: nothing to overlap with but waiting for input, and the
+                    # threads would compete for the GIL with this loop; finish now, so a
+                    # quiet stream's alerts are not held back.
+                    self._drain()
+            self._drain()  # the batches in hand: commit them before leaving
         finally:
             self.close()
         return 0
+
+    def _score(self, prepared: Prepared) -> tuple[ScoreArrays, float]:
+        """On the scorer thread: the batch's one model call, and how long it took."""
+        if not prepared.windows:
+            return self._empty, 0.0
+        t0 = time.perf_counter()
+        result = self.scorer.score(prepared.batch)
+        return result, time.perf_counter() - t0
+
+    def _decide_scored(self, *, recover: bool = True) -> bool:
+        """Decide the batch being scored (waiting for its scores) and hand it to the
+        publisher once the batch before it committed; False if that one failed and the
+        input was rewound (this batch is then dropped: it is read again)."""
+        scoring, self._scoring = self._scoring, None
+        if scoring is None:
+            return True
+        result, score_s = scoring.future.result()
+        t0 = time.perf_counter()
+        decisions = self.core.decide(scoring.prepared, result, _now_ms())
+        decide_s = time.perf_counter() - t0
+        if not self._settle(recover=recover):
+            return False
+        prepared = scoring.prepared
+        future = self._submit(decisions, prepared.dead_letters, offsets_after(scoring.records))
+        self._inflight = _InFlight(
+            future, prepared, decisions, len(scoring.records), scoring.started, score_s, decide_s
+        )
+        return True
+
+    def _drain(self, *, recover: bool = True) -> bool:
+        """Decide, publish and commit everything in hand; False as :meth:`_settle`."""
+        return self._decide_scored(recover=recover) and self._settle(recover=recover)
 
     def _submit(
         self,
         decisions: Decisions,
         dead_letters: list[DeadLetter],
         offsets: list[TopicPartition],
-    ) -> Future[None]:
+    ) -> Future[float]:
         """Serialise a batch's outputs here (the core is not thread-safe) and publish them on
-        the publisher thread."""
+        the publisher thread; the future's result is the seconds publishing took."""
         now_ms = _now_ms()
         alert_msgs = [
             (a.source_id.encode(), a.model_dump_json().encode()) for a in decisions.alerts
@@ -262,8 +321,14 @@ class DetectorService:
         event_msgs = [(e.source_id.encode(), encode_event(e)) for e in decisions.events]
         states = self.core.state_records(decisions)
         return self._publisher.submit(
-            self.io.publish, alert_msgs, event_msgs, dead_letters, states, now_ms, offsets
+            self._publish, alert_msgs, event_msgs, dead_letters, states, now_ms, offsets
         )
+
+    def _publish(self, *args: Any) -> float:
+        """On the publisher thread: :meth:`KafkaIO.publish`, timed."""
+        t0 = time.perf_counter()
+        self.io.publish(*args)
+        return time.perf_counter() - t0
 
     def _settle(self, *, recover: bool = True) -> bool:
         """Wait for the batch being published; False if it failed and the input was rewound
@@ -277,7 +342,7 @@ class DetectorService:
         if inflight is None:
             return True
         try:
-            inflight.future.result()
+            publish_s = inflight.future.result()
         except PublishError as exc:
             if recover:
                 self._recover(exc)
@@ -285,13 +350,15 @@ class DetectorService:
                 self._failed_on_revoke = exc
             return False
         self._attempt = 0
-        self._published(inflight)
+        self.metrics.publish_seconds.observe(publish_s)
+        self._published(inflight, publish_s)
         return True
 
     def _recover(self, exc: PublishError) -> None:
         """After an aborted batch: back off, rewind to the committed offsets, reload state."""
         if not exc.retriable:
             raise exc
+        self._scoring = None  # read again after the rewind
         self._attempt += 1
         self.metrics.publish_retries.inc()
         delay = min(30.0, 0.5 * 2 ** min(self._attempt, 6))
@@ -305,7 +372,7 @@ class DetectorService:
         self.core.drop_partitions(set(parts))
         self._on_assign(parts)
 
-    def _published(self, inflight: _InFlight) -> None:
+    def _published(self, inflight: _InFlight, publish_s: float) -> None:
         """Metrics and the batch log line for a committed batch."""
         decisions = inflight.decisions
         prepared = inflight.prepared
@@ -334,6 +401,8 @@ class DetectorService:
                 **summary,
                 last_batch=inflight.n_records,
                 score_ms=round(inflight.score_s * 1000, 2),
+                decide_ms=round(inflight.decide_s * 1000, 2),
+                publish_ms=round(publish_s * 1000, 2),
                 batch_ms=round(elapsed * 1000, 2),
                 open_episodes=self.core.tracker.open_count(),
             )
@@ -398,6 +467,7 @@ class DetectorService:
 
     def close(self) -> None:
         """Let the batch being published finish, leave the group, flush, stop serving."""
+        self._scorer_thread.shutdown(wait=True)
         self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
         gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
         self.metrics.ready.set(0)

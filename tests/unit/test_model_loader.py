@@ -113,7 +113,7 @@ def test_one_trace_serves_every_batch_size(tmp_path: Path) -> None:
     whole = loaded.score(x).scores
     for b in (1, 3, 17, 64, 300):
         np.testing.assert_allclose(loaded.score(x[:b]).scores, whole[:b], rtol=1e-5)
-    assert loaded.reconstructor.traces == 1
+    assert loaded.scorer.traces == 1
 
 
 def test_empty_batch_and_wrong_shape(tmp_path: Path) -> None:
@@ -208,6 +208,31 @@ def test_ensemble_score_is_the_mean_of_member_scores(tmp_path: Path) -> None:
         load_bundle(_bundle(tmp_path / "two", model, ScoreSpec(members=2)))
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ScoreSpec(members=3),
+        ScoreSpec(kind="mae", smoothing=3, members=3),
+        ScoreSpec(smoothing=5, members=3, weights=np.linspace(0, 2, T * C).reshape(T, C).tolist()),
+    ],
+)
+def test_the_compiled_scorer_is_the_numpy_reference(tmp_path: Path, spec: ScoreSpec) -> None:
+    """The detector scores in one tf.function; training's reference errors come from the
+    numpy :func:`score_reconstruction`: both must give the same figures for every window,
+    step and channel."""
+    from detector.model import load_bundle
+
+    loaded = load_bundle(_bundle(tmp_path, _ensemble(3), spec))
+    x = np.random.default_rng(4).normal(size=(33, T, C)).astype(np.float32)
+    xn = loaded.normalise(x)
+    reference = score_reconstruction(xn, loaded.reconstruct(xn), spec)
+    result = loaded.score(x)
+    for name in ("scores", "step_errors", "channel_errors"):
+        got, want = getattr(result, name), getattr(reference, name)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
 def test_smoothing_repeats_edges() -> None:
     r = np.array([[[1.0], [0.0], [0.0], [0.0], [4.0]]], np.float32)
     assert smooth_steps(r, 3)[0, :, 0].tolist() == pytest.approx([2 / 3, 1 / 3, 0.0, 4 / 3, 8 / 3])
@@ -226,3 +251,20 @@ def test_score_reconstruction_is_numpy_only() -> None:
 def test_even_smoothing_is_rejected() -> None:
     with pytest.raises(ValueError, match="odd"):
         ScoreSpec(smoothing=4)
+
+
+def test_batches_are_scored_at_a_few_padded_sizes(tmp_path: Path) -> None:
+    """Padding to a bucket must not change a window's score, and warm-up compiles exactly
+    the bucket sizes a max_batch can produce."""
+    from detector.model import batch_bucket, load_bundle
+
+    loaded = load_bundle(_bundle(tmp_path))
+    x = np.random.default_rng(5).normal(size=(300, T, C)).astype(np.float32)
+    alone = np.concatenate([loaded.score(x[i : i + 1]).scores for i in range(5)])
+    for n in (5, 129, 300):
+        result = loaded.score(x[:n])
+        assert result.scores.shape == (n,) and result.step_errors.shape == (n, T)
+        np.testing.assert_allclose(result.scores[:5], alone, rtol=1e-5)
+    sizes = {batch_bucket(n) for n in range(1, 2049)}
+    assert len(sizes) == 23 and max(sizes) == 2048
+    assert all(batch_bucket(n) >= n for n in range(1, 5000))
