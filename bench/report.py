@@ -137,22 +137,22 @@ def diagnose(results: dict[str, Any]) -> dict[str, str]:
         model_ceiling = 1e6 / score_us if score_us else None
         notes["binary_vs_consume_only"] = (
             f"The detector spends {fmt(det_us)} µs per binary window where decode-and-discard "
-            f"spends {fmt(ceil_us)}. Per window (µs): {_stage_line(stage)}. The model call "
-            f"alone takes {fmt(score_us)} µs per window, a ceiling of "
-            f"{fmt(model_ceiling, 'int')} windows/s for this bundle before anything else is "
-            f"done ({fmt(model_ceiling / ceiling if model_ceiling and ceiling else None, 'num', 2)}"
-            f"x the consume-only rate); the loop's own Python work (consume, prepare, decide) "
-            f"adds {fmt(loop_us)}. Publish (one exactly-once transaction per batch of "
-            f"{fmt(det_bin.get('mean_batch'), 'int')} windows) runs on its own thread, "
-            f"overlapped with the next batch, so the stages add up to more than the total."
+            f"spends {fmt(ceil_us)}. Per window (µs): {_stage_line(stage)}. The loop's own "
+            f"Python work (consume, prepare, decide) is {fmt(loop_us)} µs; the model call "
+            f"({fmt(score_us)} µs of wall time on the scorer thread, a ceiling of "
+            f"{fmt(model_ceiling, 'int')} windows/s) and publish (one exactly-once transaction "
+            f"per batch of {fmt(det_bin.get('mean_batch'), 'int')} windows, on the publisher "
+            f"thread) overlap with it, so the stages add up to more than the total; the "
+            f"threads, librdkafka and the broker share the machine's cores."
         )
     if "json_windows_per_s" in missed:
         stage = det_json.get("stage_us_per_window", {})
         notes["json_windows_per_s"] = (
             f"30,000 windows/s leaves 33 µs per window for everything. With JSON windows the "
-            f"detector spent (µs/window): {_stage_line(stage)}; prepare includes the JSON "
-            f"decode (orjson, then a list-to-array conversion), and the model call alone "
-            f"({fmt(stage.get('score'))} µs) leaves little of the 33 µs for it."
+            f"detector spent (µs/window): {_stage_line(stage)} (score overlapped on the "
+            f"scorer thread); reading and decoding the JSON topic and discarding the windows "
+            f"reached {fmt(dig(tput, 'median', 'consume_only_json', 'windows_per_s'), 'int')} "
+            f"windows/s in the same run."
         )
     if "p99_eos_5k" in missed:
         modes = dig(sec, "latency", "modes") or {}
