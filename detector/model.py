@@ -148,6 +148,36 @@ def score_reconstruction(
     )
 
 
+def _reconstruction(
+    model: Any, window_size: int, n_channels: int, members: int
+) -> Callable[[Any], Any]:
+    """(B, T, C) tensor -> the model's (B, T, C) reconstruction, or (B, M, T, C) for M
+    members; for use inside a ``tf.function``."""
+    import tensorflow as tf
+
+    member_axis = [members] if members > 1 else []
+
+    def reconstruct(x: Any) -> Any:
+        out = model(x, training=False)
+        if isinstance(out, list | tuple):
+            out = out[0]
+        return tf.reshape(out, [tf.shape(x)[0], *member_axis, window_size, n_channels])
+
+    return reconstruct
+
+
+def _compiled(fn: Callable[[Any], Any], window_size: int, n_channels: int) -> Any:
+    """``fn`` as a ``tf.function`` of signature ``[None, T, C]`` float32: one trace serves
+    every batch size."""
+    import tensorflow as tf
+
+    return tf.function(
+        fn,
+        input_signature=[tf.TensorSpec([None, window_size, n_channels], tf.float32)],
+        reduce_retracing=True,
+    )
+
+
 class CompiledReconstructor:
     """A Keras model behind one ``tf.function`` of signature ``[None, T, C]`` float32.
 
@@ -159,19 +189,9 @@ class CompiledReconstructor:
     def __init__(self, model: Any, window_size: int, n_channels: int, members: int = 1) -> None:
         import tensorflow as tf
 
-        member_axis = [members] if members > 1 else []
-
-        @tf.function(  # type: ignore[untyped-decorator]
-            input_signature=[tf.TensorSpec([None, window_size, n_channels], tf.float32)],
-            reduce_retracing=True,
+        self._fn = _compiled(
+            _reconstruction(model, window_size, n_channels, members), window_size, n_channels
         )
-        def reconstruct(x: Any) -> Any:
-            out = model(x, training=False)
-            if isinstance(out, list | tuple):
-                out = out[0]
-            return tf.reshape(out, [tf.shape(x)[0], *member_axis, window_size, n_channels])
-
-        self._fn = reconstruct
         self._constant = tf.constant
 
     def __call__(self, x_norm: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -197,7 +217,6 @@ class CompiledScorer:
         import tensorflow as tf
 
         members = spec.members
-        member_axis = [members] if members > 1 else []
         length = spec.smoothing
         half = length // 2
         # Edges repeated: padded step p is residual step clip(p - half, 0, T - 1).
@@ -206,17 +225,10 @@ class CompiledScorer:
             tf.constant(np.asarray(spec.weights, np.float32)) if spec.weights is not None else None
         )
         mse = spec.kind == "mse"
+        reconstruct = _reconstruction(model, window_size, n_channels, members)
 
-        @tf.function(  # type: ignore[untyped-decorator]
-            input_signature=[tf.TensorSpec([None, window_size, n_channels], tf.float32)],
-            reduce_retracing=True,
-        )
         def score(x: Any) -> Any:
-            out = model(x, training=False)
-            if isinstance(out, list | tuple):
-                out = out[0]
-            x_hat = tf.reshape(out, [tf.shape(x)[0], *member_axis, window_size, n_channels])
-            r = (x[:, None] if members > 1 else x) - x_hat
+            r = (x[:, None] if members > 1 else x) - reconstruct(x)
             if length > 1:
                 padded = tf.gather(r, pad_index, axis=-2)
                 total = padded[..., 0:window_size, :]
@@ -234,7 +246,7 @@ class CompiledScorer:
                 tf.reduce_mean(err, axis=1),
             )
 
-        self._fn = score
+        self._fn = _compiled(score, window_size, n_channels)
         self._constant = tf.constant
 
     def __call__(self, x_norm: npt.NDArray[np.float32]) -> ScoreResult:
