@@ -87,6 +87,15 @@ class ScoreResult:
     step_errors: npt.NDArray[np.float32]  # (B, T)
     channel_errors: npt.NDArray[np.float32]  # (B, C)
 
+    @classmethod
+    def empty(cls, window_size: int, n_channels: int) -> ScoreResult:
+        """The scores of a batch with no window."""
+        return cls(
+            np.zeros(0, np.float32),
+            np.zeros((0, window_size), np.float32),
+            np.zeros((0, n_channels), np.float32),
+        )
+
 
 class Scorer(Protocol):
     """Anything that scores a (B, T, C) batch of raw windows in one call.
@@ -318,11 +327,7 @@ class LoadedModel:
         """
         x_norm = self.normalise(batch)
         if len(x_norm) == 0:
-            return ScoreResult(
-                np.zeros(0, np.float32),
-                np.zeros((0, self._shape[0]), np.float32),
-                np.zeros((0, self._shape[1]), np.float32),
-            )
+            return ScoreResult.empty(*self._shape)
         n = len(x_norm)
         size = batch_bucket(n)
         if size == n:

@@ -18,7 +18,6 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import structlog
 from confluent_kafka import TopicPartition
 
@@ -35,29 +34,13 @@ from detector.core import (
 from detector.events import encode_event
 from detector.kafka_io import KafkaIO, PublishError, offsets_after
 from detector.metrics import DetectorMetrics, HealthServer
+from detector.model import ScoreResult
 from detector.settings import DetectorSettings
 from detector.threshold import ThresholdBank
 
-__all__ = ["DetectorService", "EmptyScores", "build_core"]
+__all__ = ["DetectorService", "build_core"]
 
 log = structlog.get_logger()
-
-
-@dataclass(frozen=True, slots=True)
-class EmptyScores:
-    """Scores of a batch with no valid window."""
-
-    scores: npt.NDArray[np.float32]
-    step_errors: npt.NDArray[np.float32]
-    channel_errors: npt.NDArray[np.float32]
-
-    @classmethod
-    def of(cls, window_size: int, n_channels: int) -> EmptyScores:
-        return cls(
-            np.zeros(0, np.float32),
-            np.zeros((0, window_size), np.float32),
-            np.zeros((0, n_channels), np.float32),
-        )
 
 
 def build_core(settings: DetectorSettings, manifest: Manifest) -> DetectorCore:
@@ -117,7 +100,7 @@ class DetectorService:
         # Committed since start: the stop log line reports these.
         self.totals = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
         m = core.manifest
-        self._empty = EmptyScores.of(m.window_size, m.n_channels)
+        self._empty = ScoreResult.empty(m.window_size, m.n_channels)
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher")
         self._inflight: _InFlight | None = None
         # TensorFlow releases the GIL while the model runs, so a batch is scored on this
