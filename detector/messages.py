@@ -179,7 +179,10 @@ def _fast_json(value: bytes) -> dict[str, Any] | None:
     simdjson the first), so both paths accept and reject the same documents, and decode
     them to the same arrays (tested).
     """
-    if value.count(b"[") != 1:  # a nested list somewhere (or a "[" in a string): orjson
+    # Exactly one "[" (else a nested list somewhere, or a "[" in a string: orjson decides).
+    # Two memchr scans: bytes.count walks the record byte by byte (~2 µs for 2.9 KB).
+    first = value.find(b"[")
+    if first < 0 or value.find(b"[", first + 1) >= 0:
         return None
     parser = getattr(_LOCAL, "parser", None)
     if parser is None:
