@@ -225,6 +225,7 @@ def _throughput(t: dict[str, Any]) -> str:
         "detector_binary": ratios.get("detector_binary_vs_consume_only"),
         "detector_binary_batch8192": ratios.get("detector_binary_batch8192_vs_consume_only"),
         "detector_binary_backoff": ratios.get("detector_binary_backoff_vs_consume_only"),
+        "detector_binary_switch5ms": ratios.get("detector_binary_switch5ms_vs_consume_only"),
         "consume_only_json": 1.0,
         "detector_json": ratios.get("detector_json_vs_consume_only_json"),
     }
@@ -236,6 +237,7 @@ def _throughput(t: dict[str, Any]) -> str:
         "consume_only_json": "consume-only, JSON (decode, discard)",
         "detector_binary_batch8192": "detector, binary, max_batch 8192",
         "detector_binary_backoff": "detector, binary, librdkafka default retry.backoff.ms 100",
+        "detector_binary_switch5ms": "detector, binary, CPython's default switch interval 5 ms",
     }
     for key, label in labels.items():
         r = med.get(key) or {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,6 +109,7 @@ class DetectorService:
         self._scorer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
         self._scoring: _Scoring | None = None
         self._failed_on_revoke: PublishError | None = None
+        self._switch_interval = sys.getswitchinterval()  # run() lowers it, close() restores it
         self._attempt = 0
         self._summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
         self._minute = {"flagged": 0, "scored": 0}
@@ -198,7 +200,8 @@ class DetectorService:
         with its own offsets (:func:`~detector.kafka_io.offsets_after`), so outputs and
         offsets stay paired batch by batch; if N-1 fails, what was decided or scored behind
         it is dropped with the state it touched, and replayed from the committed offsets.
-        Smaller batches (no backlog) go through every stage at once.
+        Smaller batches (no backlog) are scored and decided at once, and the next one is
+        read and decided while their transaction commits.
         """
         s = self.settings
         last_input = last_sweep = last_lag = self._last_log = time.monotonic()
@@ -209,6 +212,12 @@ class DetectorService:
         # µs of GC per window).
         gc.collect()
         gc.freeze()
+        # How long one thread may hold the GIL while another waits for it. The scorer thread
+        # needs the GIL several times per model call; while this loop runs Python, each wait
+        # lasted up to CPython's default 5 ms. Measured, a 2048-window call beside a busy
+        # Python thread: 32 ms alone, 60 ms at 5 ms, 44 ms at 1 ms, 34 ms at 0.5 ms.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(s.switch_interval_s)
         try:
             while not self._stop.is_set():
                 if self.health is not None:
@@ -248,10 +257,13 @@ class DetectorService:
                     continue  # it was rolled back: this one is read again
                 self._scoring = scoring
                 if len(records) < s.max_batch:
-                    # No backlog: nothing to overlap with but waiting for input, and the
-                    # threads would compete for the GIL with this loop; finish now, so a
-                    # quiet stream's alerts are not held back.
-                    self._drain()
+                    # No backlog: decide now and hand the batch to the publisher without
+                    # waiting for its commit; the next batch is read, scored and decided
+                    # while it commits (and waits for it before its own publish). A quiet
+                    # stream's last batch is settled when the next consume comes back empty.
+                    # Measured at 5k windows/s, exactly-once: p99 produce-to-alert 498 ->
+                    # 344 ms and 444 -> 243 ms in back-to-back runs on a busy machine.
+                    self._decide_scored()
             self._drain()  # the batches in hand: commit them before leaving
         finally:
             self.close()
@@ -453,6 +465,7 @@ class DetectorService:
         self._scorer_thread.shutdown(wait=True)
         self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
         gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
+        sys.setswitchinterval(self._switch_interval)
         self.metrics.ready.set(0)
         if self.health is not None:
             self.health.is_ready = False

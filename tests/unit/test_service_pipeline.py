@@ -11,17 +11,21 @@ touches a broker is covered against a real one in tests/integration.)
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 import orjson
+import pytest
 from confluent_kafka import TopicPartition
 
 from detector.core import DeadLetter, InputRecord
 from detector.kafka_io import PublishError, offsets_after
 from detector.service import DetectorService, build_core
 from detector.settings import DetectorSettings
-from tests.unit.helpers import MeanScorer, make_manifest, record
+from tests.unit.helpers import MeanScorer, Scores, make_manifest, record
 
 BATCH = 3
 
@@ -96,7 +100,18 @@ def _levels() -> list[float]:
     )
 
 
-def _run(fail_publish: set[int]) -> ScriptedKafka:
+# max_batch = BATCH: every batch is full (backlog), so it is scored while the one before is
+# decided; BATCH + 1: no backlog, each batch is decided at once and the next one is read and
+# decided while it commits. Both overlap a batch's publish with the next batch.
+MAX_BATCHES = pytest.mark.parametrize("max_batch", [BATCH, BATCH + 1], ids=["full", "partial"])
+
+
+def _run(
+    fail_publish: set[int],
+    max_batch: int = BATCH,
+    kafka_type: type[ScriptedKafka] = ScriptedKafka,
+    scorer: MeanScorer | None = None,
+) -> ScriptedKafka:
     manifest = make_manifest()
     settings = DetectorSettings(
         _env_file=None,  # type: ignore[call-arg]
@@ -105,11 +120,11 @@ def _run(fail_publish: set[int]) -> ScriptedKafka:
         lifecycle={"resolve_after_windows": 2},
         stop_when_idle_s=0.05,
         max_wait_s=0.001,
-        max_batch=BATCH,  # full batches: the loop overlaps publishing with the next batch
+        max_batch=max_batch,
     )
     records = [record(i, level) for i, level in enumerate(_levels())]
-    kafka = ScriptedKafka(records, fail_publish)
-    service = DetectorService(settings, MeanScorer(), build_core(settings, manifest))
+    kafka = kafka_type(records, fail_publish)
+    service = DetectorService(settings, scorer or MeanScorer(), build_core(settings, manifest))
     service.io = kafka  # type: ignore[assignment]
     service._stop.wait = lambda _s: False  # type: ignore[method-assign]  # no back-off here
     service._on_assign([0])
@@ -136,21 +151,23 @@ def _ids(kafka: ScriptedKafka) -> list[tuple[object, object]]:
     return [(a["alert_id"], a["state"]) for a in kafka.alerts]
 
 
-def test_each_batch_commits_its_own_offsets_in_order() -> None:
-    kafka = _run(set())
+@MAX_BATCHES
+def test_each_batch_commits_its_own_offsets_in_order(max_batch: int) -> None:
+    kafka = _run(set(), max_batch)
     n = len(_levels())
     assert kafka.offsets == [[(0, end)] for end in range(BATCH, n + 1, BATCH)]
     assert kafka.committed == n
     assert {state for _id, state in _ids(kafka)} == {"opened", "resolved"}
 
 
-def test_a_failed_publish_drops_the_next_batch_and_replays_both_from_the_committed_offsets() -> (
-    None
-):
-    clean = _run(set())
+@MAX_BATCHES
+def test_a_failed_publish_drops_the_next_batch_and_replays_both_from_the_committed_offsets(
+    max_batch: int,
+) -> None:
+    clean = _run(set(), max_batch)
     # The 2nd publish (offsets 3-5, opening an episode) aborts while the 3rd batch is already
     # decided; the 5th aborts too, after a resolve was decided in memory.
-    failed = _run({2, 5})
+    failed = _run({2, 5}, max_batch)
     assert failed.calls == clean.calls + 2
     assert _ids(failed) == _ids(clean)  # each alert exactly once, same ids, same order
     assert len(set(_ids(failed))) == len(_ids(failed))
@@ -167,3 +184,41 @@ def test_offsets_after_are_the_last_offset_plus_one_per_partition() -> None:
     records = [record(4, 0.1), record(2, 0.1), record(7, 0.1, partition=1), record(6, 0.1)]
     got = sorted((tp.partition, tp.offset) for tp in offsets_after(records))
     assert got == [(0, 7), (1, 8)]
+
+
+@MAX_BATCHES
+def test_the_next_batch_is_read_while_a_batch_commits(max_batch: int) -> None:
+    """The first publish holds its commit until the loop reads again (bounded): it must not
+    wait for the commit, with or without a backlog."""
+    read_again = threading.Event()
+    overlapped: list[bool] = []
+
+    class SlowFirstCommit(ScriptedKafka):
+        def consume(self, max_records: int, timeout_s: float) -> list[InputRecord]:
+            if self.calls == 0 and self.position > 0:
+                read_again.set()
+            return super().consume(max_records, timeout_s)
+
+        def publish(self, *args: object, **kwargs: object) -> None:
+            if self.calls == 0:
+                overlapped.append(read_again.wait(5.0))
+            super().publish(*args, **kwargs)  # type: ignore[arg-type]
+
+    kafka = _run(set(), max_batch, kafka_type=SlowFirstCommit)
+    assert overlapped == [True]
+    assert kafka.committed == len(_levels())
+
+
+def test_the_loop_runs_with_its_switch_interval_and_restores_the_old_one() -> None:
+    seen: list[float] = []
+
+    class Recording(MeanScorer):
+        def score(self, batch: npt.NDArray[np.float32]) -> Scores:
+            seen.append(sys.getswitchinterval())
+            return super().score(batch)
+
+    before = sys.getswitchinterval()
+    _run(set(), scorer=Recording())
+    assert seen and set(seen) == {DetectorSettings.model_fields["switch_interval_s"].default}
+    assert DetectorSettings.model_fields["switch_interval_s"].default != before
+    assert sys.getswitchinterval() == before
