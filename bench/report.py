@@ -152,7 +152,9 @@ def diagnose(results: dict[str, Any]) -> dict[str, str]:
             f"detector spent (µs/window): {_stage_line(stage)} (score overlapped on the "
             f"scorer thread); reading and decoding the JSON topic and discarding the windows "
             f"reached {fmt(dig(tput, 'median', 'consume_only_json', 'windows_per_s'), 'int')} "
-            f"windows/s in the same run."
+            f"windows/s in the same run, and reading them alone (no decode) "
+            f"{fmt(dig(tput, 'median', 'read_only_json', 'windows_per_s'), 'int')} windows/s: "
+            f"the ceiling of any consumer of this topic on this machine, before any work."
         )
     if "p99_eos_5k" in missed:
         modes = dig(sec, "latency", "modes") or {}
@@ -235,6 +237,7 @@ def _throughput(t: dict[str, Any]) -> str:
         "detector_binary": "detector, binary windows",
         "detector_json": "detector, JSON windows",
         "consume_only_json": "consume-only, JSON (decode, discard)",
+        "read_only_json": "read-only, JSON (no decode)",
         "detector_binary_batch8192": "detector, binary, max_batch 8192",
         "detector_binary_backoff": "detector, binary, librdkafka default retry.backoff.ms 100",
         "detector_binary_switch5ms": "detector, binary, CPython's default switch interval 5 ms",
