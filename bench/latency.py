@@ -13,6 +13,9 @@ Every window could be an alert: episodes resolve after one normal window
 and publishes one ``opened`` alert; anomalies are injected at ``ANOMALY_RATE`` (false
 alarms at the target rate add more samples). Only ``opened`` alerts are counted, and
 only those whose window was sent after the first ``WARM_FRACTION`` of its phase.
+
+The floor beside it: :mod:`bench.null_detector` (the detector's Kafka loop and transactions
+with no work) under the same pacer at the target's rates, exactly-once.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from bench.detector_proc import TF_SINGLE_THREAD, DetectorRun, detector_child, w
 from bench.procs import Child
 from bench.targets import dig
 from detector.settings import DetectorSettings
+from kafka_local import free_port
 
 __all__ = [
     "FLOOR_DETECTOR",
@@ -149,22 +153,37 @@ def _one_mode(
     max_wait_s: float | None = None,
     options: dict[str, str] | None = None,
     label: str = "",
+    null: bool = False,
 ) -> dict[str, Any]:
+    """One detector (or, ``null``, :mod:`bench.null_detector`) under the pacer's phases."""
     cfg = ctx.cfg
     short = ("eos" if delivery == "exactly-once" else "alo") + (f"-{label}" if label else "")
     names = DetectorRun(ctx.name(f"lat-{short}-windows"), ctx.name(f"lat-{short}"), PARTITIONS)
     create_topics(ctx.bootstrap, {names.windows_topic: PARTITIONS})
     create_output_topics(ctx.bootstrap, names.run, PARTITIONS)
-    detector = detector_child(
-        ctx.bootstrap,
-        ctx.sim_bundle,
-        names,
-        workdir,
-        delivery=delivery,
-        max_wait_s=max_wait_s,
-        options=options,
-        env={"DETECTOR_LIFECYCLE__RESOLVE_AFTER_WINDOWS": "1"},
-    )
+    if null:
+        port = free_port()
+        detector = Child(
+            "bench.null_detector",
+            [
+                *("--bootstrap", ctx.bootstrap, "--windows-topic", names.windows_topic),
+                *("--run", names.run, "--partitions", str(PARTITIONS), "--delivery", delivery),
+                *("--metrics-port", str(port)),
+            ],
+            workdir / f"{names.run}-null.log",
+            metrics_port=port,
+        )
+    else:
+        detector = detector_child(
+            ctx.bootstrap,
+            ctx.sim_bundle,
+            names,
+            workdir,
+            delivery=delivery,
+            max_wait_s=max_wait_s,
+            options=options,
+            env={"DETECTOR_LIFECYCLE__RESOLVE_AFTER_WINDOWS": "1"},
+        )
     phases = [WARMUP_PHASE, *((rate, cfg.latency_phase_s) for rate in rates)]
     report_path = workdir / f"{names.run}-pacer.json"
     pacer = Child(
@@ -215,6 +234,7 @@ def _one_mode(
     measured = report["phases"][1:]  # the first is the warm-up
     return {
         "delivery": delivery,
+        "null": null,
         "max_wait_s": max_wait_s,
         "options": options or {},
         "sent": sent,
@@ -335,6 +355,11 @@ def run_latency(ctx: Context, workdir: Path) -> dict[str, Any]:
         result = _one_mode(ctx, delivery, workdir, ctx.cfg.latency_rates)
         out["modes"][delivery] = result
         _log(ctx, delivery, result)
+    # The floor: the detector's Kafka loop with no work, at the rates of the target.
+    out["null_detector"] = _one_mode(
+        ctx, "exactly-once", workdir, TUNED_RATES, label="null", null=True
+    )
+    _log(ctx, "exactly-once, null detector (no work)", out["null_detector"])
     for i, (wait_s, options) in enumerate(ctx.cfg.latency_tuned):
         result = _one_mode(
             ctx, "exactly-once", workdir, TUNED_RATES, wait_s, options, label=f"tuned{i}"

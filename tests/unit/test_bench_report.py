@@ -162,3 +162,29 @@ def test_drift_section_still_renders_a_single_scenario_result() -> None:
     text = render_section(results)
     assert text.count("| method | FAR |") == 1 and "drift of 50%" in text
     assert "Verdict" not in text
+
+
+def _latency_phase(rate: int, p50: float, p99: float) -> dict[str, Any]:
+    summary = {"n": 100, "p50_ms": p50, "p95_ms": p99, "p99_ms": p99, "max_ms": p99}
+    return {
+        "rate": rate,
+        "achieved_per_s": float(rate),
+        "produce_to_alert": summary,
+        "produce_to_decision": summary,
+    }
+
+
+def test_latency_shows_the_null_detector_floor_beside_the_detector() -> None:
+    results = _results()
+    results["sections"]["latency"] = {
+        "modes": {"exactly-once": {"phases": [_latency_phase(5000, 44.0, 125.0)]}},
+        "null_detector": {"null": True, "phases": [_latency_phase(5000, 17.5, 61.5)]},
+        "transaction_floor": {},
+    }
+    results["targets"] = evaluate(results["sections"])
+    results["diagnosis"] = diagnose(results)
+    text = render_section(results)
+    null_rows = [line for line in text.splitlines() if line.startswith("| exactly-once, null")]
+    assert len(null_rows) == 1 and "61.5 ms" in null_rows[0] and "17.5 ms" in null_rows[0]
+    note = results["diagnosis"]["p99_eos_5k"]
+    assert "125.0 ms" in note and "null detector" in note and "p99 61.5 ms (p50 17.5 ms)" in note
