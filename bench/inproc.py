@@ -8,9 +8,8 @@ Under backlog, score runs on the service's scorer thread (overlapped with decidi
 batch before and reading the batch after) and publish on its publisher thread (overlapped
 with all of those), so the stages' wall times add up to more than the drain's.
 
-A drain is timed from the first consume that returns records to the loop taking the outcome
-of the publish that commits the last expected offset (exactly-once: the committed
-transaction).
+A drain is timed from the first consume that returns records to the commit of the last
+expected offset (exactly-once: the committed transaction), as the publisher thread timed it.
 """
 
 from __future__ import annotations
@@ -178,14 +177,14 @@ class InProcessDetector:
             # on the publisher thread, overlapped with the next batch's stages
             clock.timed("publish", publish, *args)
 
-        def counted(inflight: Any, publish_s: float) -> None:
-            published(inflight, publish_s)
+        def counted(inflight: Any, publish_s: float, committed_at: float) -> None:
+            published(inflight, publish_s, committed_at)
             if inflight.prepared is None:
                 return
             clock.batches += 1
             clock.records += inflight.n_records
             if self._expect is not None and clock.records >= self._expect:
-                clock.done_s = time.perf_counter()
+                clock.done_s = committed_at
                 self._done.set()
 
         svc.io.consume = timed_consume  # type: ignore[method-assign]

@@ -64,7 +64,7 @@ def build_core(settings: DetectorSettings, manifest: Manifest) -> DetectorCore:
 class _InFlight:
     """A decided batch whose outputs are being published on the publisher thread."""
 
-    future: Future[float]  # seconds the publish took
+    future: Future[tuple[float, float]]  # (seconds the publish took, perf_counter when done)
     prepared: Prepared | None  # None: alerts of the idle-episode sweep, no input records
     decisions: Decisions
     n_records: int
@@ -307,9 +307,10 @@ class DetectorService:
         decisions: Decisions,
         dead_letters: list[DeadLetter],
         offsets: list[TopicPartition],
-    ) -> Future[float]:
+    ) -> Future[tuple[float, float]]:
         """Serialise a batch's outputs here (the core is not thread-safe) and publish them on
-        the publisher thread; the future's result is the seconds publishing took."""
+        the publisher thread; the future's result is (seconds publishing took, perf_counter
+        when it was committed)."""
         now_ms = _now_ms()
         alert_msgs = [
             (a.source_id.encode(), a.model_dump_json().encode()) for a in decisions.alerts
@@ -320,11 +321,12 @@ class DetectorService:
             self._publish, alert_msgs, event_msgs, dead_letters, states, now_ms, offsets
         )
 
-    def _publish(self, *args: Any) -> float:
+    def _publish(self, *args: Any) -> tuple[float, float]:
         """On the publisher thread: :meth:`KafkaIO.publish`, timed."""
         t0 = time.perf_counter()
         self.io.publish(*args)
-        return time.perf_counter() - t0
+        done = time.perf_counter()
+        return done - t0, done
 
     def _settle(self, *, recover: bool = True) -> bool:
         """Wait for the batch being published; False if it failed and the input was rewound
@@ -338,7 +340,7 @@ class DetectorService:
         if inflight is None:
             return True
         try:
-            publish_s = inflight.future.result()
+            publish_s, committed_at = inflight.future.result()
         except PublishError as exc:
             if recover:
                 self._recover(exc)
@@ -347,7 +349,7 @@ class DetectorService:
             return False
         self._attempt = 0
         self.metrics.publish_seconds.observe(publish_s)
-        self._published(inflight, publish_s)
+        self._published(inflight, publish_s, committed_at)
         return True
 
     def _recover(self, exc: PublishError) -> None:
@@ -368,14 +370,15 @@ class DetectorService:
         self.core.drop_partitions(set(parts))
         self._on_assign(parts)
 
-    def _published(self, inflight: _InFlight, publish_s: float) -> None:
-        """Metrics and the batch log line for a committed batch."""
+    def _published(self, inflight: _InFlight, publish_s: float, committed_at: float) -> None:
+        """Metrics and the batch log line for a committed batch (``committed_at``: its
+        perf_counter time; the loop may take in the outcome later, behind the next batch)."""
         decisions = inflight.decisions
         prepared = inflight.prepared
         if prepared is None:  # idle-episode sweep
             self._count_outputs(decisions)
             return
-        elapsed = time.perf_counter() - inflight.started
+        elapsed = committed_at - inflight.started
         self._record(prepared, decisions, inflight.score_s, elapsed)
         summary = self._summary
         summary["batches"] += 1

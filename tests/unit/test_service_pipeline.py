@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,9 +22,9 @@ import orjson
 import pytest
 from confluent_kafka import TopicPartition
 
-from detector.core import DeadLetter, InputRecord
+from detector.core import DeadLetter, Decisions, InputRecord
 from detector.kafka_io import PublishError, offsets_after
-from detector.service import DetectorService, build_core
+from detector.service import DetectorService, _InFlight, build_core
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, Scores, make_manifest, record
 
@@ -222,3 +223,19 @@ def test_the_loop_runs_with_its_switch_interval_and_restores_the_old_one() -> No
     assert seen and set(seen) == {DetectorSettings.model_fields["switch_interval_s"].default}
     assert DetectorSettings.model_fields["switch_interval_s"].default != before
     assert sys.getswitchinterval() == before
+
+
+def test_batch_time_runs_to_the_commit_not_to_when_the_loop_takes_it_in() -> None:
+    """The loop takes a commit's outcome in behind the next batch; the batch's time must
+    still end when the publisher thread committed it."""
+    manifest = make_manifest()
+    settings = DetectorSettings(_env_file=None, bundle="unused")  # type: ignore[call-arg]
+    service = DetectorService(settings, MeanScorer(), build_core(settings, manifest))
+    prepared = service.core.prepare([record(0, 0.1)])
+    done: Future[tuple[float, float]] = Future()
+    done.set_result((0.05, 100.25))
+    inflight = _InFlight(done, prepared, Decisions(), 1, started=100.0)
+    service._published(inflight, 0.05, 100.25)
+    registry = service.metrics.registry
+    assert registry.get_sample_value("detector_batch_seconds_sum") == pytest.approx(0.25)
+    assert registry.get_sample_value("detector_batch_seconds_count") == 1
