@@ -245,7 +245,6 @@ def _throughput(t: dict[str, Any]) -> str:
         "detector_binary": ratios.get("detector_binary_vs_consume_only"),
         "detector_binary_batch8192": ratios.get("detector_binary_batch8192_vs_consume_only"),
         "detector_binary_backoff": ratios.get("detector_binary_backoff_vs_consume_only"),
-        "detector_binary_switch5ms": ratios.get("detector_binary_switch5ms_vs_consume_only"),
         "consume_only_json": 1.0,
         "detector_json": ratios.get("detector_json_vs_consume_only_json"),
     }
@@ -258,7 +257,6 @@ def _throughput(t: dict[str, Any]) -> str:
         "read_only_json": "read-only, JSON (no decode)",
         "detector_binary_batch8192": "detector, binary, max_batch 8192",
         "detector_binary_backoff": "detector, binary, librdkafka default retry.backoff.ms 100",
-        "detector_binary_switch5ms": "detector, binary, CPython's default switch interval 5 ms",
     }
     for key, label in labels.items():
         r = med.get(key) or {}

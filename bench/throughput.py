@@ -39,8 +39,6 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "detector",
         {"kafka": {"extra": LIBRDKAFKA_BACKOFF}},
     ),
-    # CPython's default switch interval: what the detector's shorter one buys
-    "detector_binary_switch5ms": ("binary", "detector", {"switch_interval_s": 0.005}),
 }
 
 
@@ -161,9 +159,6 @@ def run_throughput(ctx: Context) -> dict[str, Any]:
             ),
             "detector_binary_backoff_vs_consume_only": paired(
                 "detector_binary_backoff", "consume_only_binary"
-            ),
-            "detector_binary_switch5ms_vs_consume_only": paired(
-                "detector_binary_switch5ms", "consume_only_binary"
             ),
             "detector_json_vs_binary": paired("detector_json", "detector_binary"),
             "detector_binary_vs_naive": stats.median_ratio(

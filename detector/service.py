@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -109,7 +108,6 @@ class DetectorService:
         self._scorer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
         self._scoring: _Scoring | None = None
         self._failed_on_revoke: PublishError | None = None
-        self._switch_interval = sys.getswitchinterval()  # run() lowers it, close() restores it
         self._attempt = 0
         self._summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
         self._minute = {"flagged": 0, "scored": 0}
@@ -212,12 +210,6 @@ class DetectorService:
         # µs of GC per window).
         gc.collect()
         gc.freeze()
-        # How long one thread may hold the GIL while another waits for it. The scorer thread
-        # needs the GIL several times per model call; while this loop runs Python, each wait
-        # lasted up to CPython's default 5 ms. Measured, a 2048-window call beside a busy
-        # Python thread: 32 ms alone, 60 ms at 5 ms, 44 ms at 1 ms, 34 ms at 0.5 ms.
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(s.switch_interval_s)
         try:
             while not self._stop.is_set():
                 if self.health is not None:
@@ -469,7 +461,6 @@ class DetectorService:
         self._scorer_thread.shutdown(wait=True)
         self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
         gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
-        sys.setswitchinterval(self._switch_interval)
         self.metrics.ready.set(0)
         if self.health is not None:
             self.health.is_ready = False

@@ -92,15 +92,6 @@ class DetectorSettings(BaseSettings):
         ),
     )
     max_message_bytes: int = Field(1 << 20, ge=64, description="Larger records are dead-lettered.")
-    switch_interval_s: float = Field(
-        0.0005,
-        gt=0,
-        le=0.1,
-        description=(
-            "Python's thread switch interval while the service runs (CPython's default is "
-            "0.005): the longest the loop holds the GIL while the scorer thread waits for it."
-        ),
-    )
 
     state_interval_s: float = Field(
         10.0, gt=0, description="Snapshot a busy source's state to the state topic this often."

@@ -11,13 +11,10 @@ touches a broker is covered against a real one in tests/integration.)
 
 from __future__ import annotations
 
-import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 import pytest
 from confluent_kafka import TopicPartition
@@ -26,7 +23,7 @@ from detector.core import DeadLetter, Decisions, InputRecord
 from detector.kafka_io import PublishError, offsets_after
 from detector.service import DetectorService, _InFlight, build_core
 from detector.settings import DetectorSettings
-from tests.unit.helpers import MeanScorer, Scores, make_manifest, record
+from tests.unit.helpers import MeanScorer, make_manifest, record
 
 BATCH = 3
 
@@ -111,7 +108,6 @@ def _run(
     fail_publish: set[int],
     max_batch: int = BATCH,
     kafka_type: type[ScriptedKafka] = ScriptedKafka,
-    scorer: MeanScorer | None = None,
 ) -> ScriptedKafka:
     manifest = make_manifest()
     settings = DetectorSettings(
@@ -125,7 +121,7 @@ def _run(
     )
     records = [record(i, level) for i, level in enumerate(_levels())]
     kafka = kafka_type(records, fail_publish)
-    service = DetectorService(settings, scorer or MeanScorer(), build_core(settings, manifest))
+    service = DetectorService(settings, MeanScorer(), build_core(settings, manifest))
     service.io = kafka  # type: ignore[assignment]
     service._stop.wait = lambda _s: False  # type: ignore[method-assign]  # no back-off here
     service._on_assign([0])
@@ -208,21 +204,6 @@ def test_the_next_batch_is_read_while_a_batch_commits(max_batch: int) -> None:
     kafka = _run(set(), max_batch, kafka_type=SlowFirstCommit)
     assert overlapped == [True]
     assert kafka.committed == len(_levels())
-
-
-def test_the_loop_runs_with_its_switch_interval_and_restores_the_old_one() -> None:
-    seen: list[float] = []
-
-    class Recording(MeanScorer):
-        def score(self, batch: npt.NDArray[np.float32]) -> Scores:
-            seen.append(sys.getswitchinterval())
-            return super().score(batch)
-
-    before = sys.getswitchinterval()
-    _run(set(), scorer=Recording())
-    assert seen and set(seen) == {DetectorSettings.model_fields["switch_interval_s"].default}
-    assert DetectorSettings.model_fields["switch_interval_s"].default != before
-    assert sys.getswitchinterval() == before
 
 
 def test_batch_time_runs_to_the_commit_not_to_when_the_loop_takes_it_in() -> None:
