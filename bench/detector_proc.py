@@ -10,7 +10,7 @@ from bench.config import topic_names
 from bench.procs import Child
 from kafka_local import free_port
 
-__all__ = ["TF_SINGLE_THREAD", "DetectorRun", "detector_child", "wait_ready"]
+__all__ = ["TF_SINGLE_THREAD", "DetectorRun", "detector_child", "null_detector_child", "wait_ready"]
 
 # One TensorFlow thread per pool: a tiny model gains nothing from more on a 2-core machine
 # shared with the broker, and idle pool threads that spin steal the CPU.
@@ -96,6 +96,19 @@ def detector_child(
         env={**TF_SINGLE_THREAD, **(env or {})},
         metrics_port=port,
     )
+
+
+def null_detector_child(
+    bootstrap: str, names: DetectorRun, log_dir: Path, *, delivery: str = "exactly-once"
+) -> Child:
+    """A :mod:`bench.null_detector` process (not started): the detector's Kafka loop, no work."""
+    port = free_port()
+    args = [
+        *("--bootstrap", bootstrap, "--windows-topic", names.windows_topic),
+        *("--run", names.run, "--partitions", str(names.partitions), "--delivery", delivery),
+        *("--metrics-port", str(port)),
+    ]
+    return Child("bench.null_detector", args, log_dir / f"{names.run}-null.log", metrics_port=port)
 
 
 def wait_ready(children: list[Child], timeout_s: float) -> None:

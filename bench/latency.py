@@ -34,11 +34,16 @@ from bench.broker import BenchError, CommitWatcher, create_topics, wait_until
 from bench.config import LIBRDKAFKA_BACKOFF, TXN_BACKOFF, create_output_topics
 from bench.context import Context
 from bench.data import SIM_SEED, SIM_SOURCES
-from bench.detector_proc import TF_SINGLE_THREAD, DetectorRun, detector_child, wait_ready
+from bench.detector_proc import (
+    TF_SINGLE_THREAD,
+    DetectorRun,
+    detector_child,
+    null_detector_child,
+    wait_ready,
+)
 from bench.procs import Child
 from bench.targets import dig
 from detector.settings import DetectorSettings
-from kafka_local import free_port
 
 __all__ = [
     "FLOOR_DETECTOR",
@@ -162,17 +167,7 @@ def _one_mode(
     create_topics(ctx.bootstrap, {names.windows_topic: PARTITIONS})
     create_output_topics(ctx.bootstrap, names.run, PARTITIONS)
     if null:
-        port = free_port()
-        detector = Child(
-            "bench.null_detector",
-            [
-                *("--bootstrap", ctx.bootstrap, "--windows-topic", names.windows_topic),
-                *("--run", names.run, "--partitions", str(PARTITIONS), "--delivery", delivery),
-                *("--metrics-port", str(port)),
-            ],
-            workdir / f"{names.run}-null.log",
-            metrics_port=port,
-        )
+        detector = null_detector_child(ctx.bootstrap, names, workdir, delivery=delivery)
     else:
         detector = detector_child(
             ctx.bootstrap,
