@@ -53,8 +53,9 @@ class DecodeError(DetectorError):
 
     Attributes:
         reason: a short machine-readable reason, used as the dead-letter header
-            (``undecodable``, ``bad_shape``, ``non_finite``, ``unknown_content_type``,
-            ``oversize``, ``missing_field``).
+            (``undecodable``, ``bad_shape``, ``non_finite``, ``non_numeric``,
+            ``bad_event_time``, ``bad_source_id``, ``unknown_content_type``, ``oversize``,
+            ``missing_field``; the core adds ``internal_error`` for an unexpected exception).
     """
 
     def __init__(self, reason: str, detail: str) -> None:

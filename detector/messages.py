@@ -13,6 +13,12 @@ record by the ``content-type`` header:
 Ground truth from simulators and replays travels in headers (``label``, ``anomaly-type``,
 ``regime``) and is never used for scoring.
 
+Bounds checked at decode, in both encodings (a value outside them is one bad record, not a
+crash later in state encoding): ``source_id`` 1 to :data:`MAX_SOURCE_ID` characters,
+``seq`` 0 to 2**63 - 1, the event time within :data:`MIN_EVENT_TIME_MS` ..
+:data:`MAX_EVENT_TIME_MS` (1970 to the end of year 9999), and JSON ``values`` JSON numbers
+only (no numeric strings, booleans or nulls).
+
 Examples:
     >>> import numpy as np
     >>> value, headers = encode_binary("pump-1", 7, 1_700_000_000_000, np.zeros((4, 2)))
@@ -47,6 +53,10 @@ __all__ = [
     "H_SEQ",
     "H_SHAPE",
     "H_SOURCE_ID",
+    "MAX_EVENT_TIME_MS",
+    "MAX_SEQ",
+    "MAX_SOURCE_ID",
+    "MIN_EVENT_TIME_MS",
     "DecodedWindow",
     "Headers",
     "Window",
@@ -70,13 +80,24 @@ H_REGIME = "regime"
 
 Headers = list[tuple[str, bytes]]
 
+MAX_SOURCE_ID = 256  # characters, as the published schema says
+MAX_SEQ = (1 << 63) - 1  # int64: every consumer of alerts can hold it
+MIN_EVENT_TIME_MS = 0
+# 9999-12-31T23:59:59.999Z: the last instant a datetime (and an ISO 8601 string) can name.
+MAX_EVENT_TIME_MS = 253_402_300_799_999
+# JSON values: only numbers. bool is not int here (type(True) is bool), so it is refused.
+_NUMBER_TYPES = frozenset({int, float})
+_JSON_TYPE_NAMES = {str: "string", bool: "boolean", type(None): "null", dict: "object"}
+
 
 class Window(BaseModel):
     """JSON form of a window (its JSON Schema is the published input contract)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    source_id: str = Field(min_length=1, max_length=256, description="Sensor or patient id.")
+    source_id: str = Field(
+        min_length=1, max_length=MAX_SOURCE_ID, description="Sensor or patient id."
+    )
     seq: int = Field(ge=0, description="Per-source sequence number, increasing.")
     event_time: datetime = Field(description="When the window ended at the source (UTC).")
     values: list[float] | list[list[float]] = Field(
@@ -158,6 +179,64 @@ def encode_binary(
     return np.ascontiguousarray(arr).tobytes(), headers
 
 
+def _check_source(source: str) -> str:
+    if len(source) > MAX_SOURCE_ID:
+        raise DecodeError(
+            "bad_source_id", f"source_id has {len(source)} characters, at most {MAX_SOURCE_ID}"
+        )
+    return source
+
+
+def _check_seq(seq: int) -> int:
+    if not 0 <= seq <= MAX_SEQ:
+        raise DecodeError("undecodable", f"seq must be an integer in 0..2**63-1, got {seq}")
+    return seq
+
+
+def _check_event_time(event_time_ms: int) -> int:
+    if not MIN_EVENT_TIME_MS <= event_time_ms <= MAX_EVENT_TIME_MS:
+        raise DecodeError(
+            "bad_event_time",
+            f"event time {event_time_ms} ms is outside {MIN_EVENT_TIME_MS}..{MAX_EVENT_TIME_MS} "
+            "(1970 to year 9999)",
+        )
+    return event_time_ms
+
+
+def _json_values(raw: Any) -> npt.NDArray[np.float32]:
+    """JSON ``values`` (a list of numbers, or of rows of numbers) as a float32 array.
+
+    Only JSON numbers are samples: numpy would silently read ``"1.5"`` or ``true`` as 1.5
+    or 1.0, so the element types are checked first (``set(map(type, row))`` runs in C,
+    well under a microsecond per hundred samples).
+    """
+    if not isinstance(raw, list):
+        raise DecodeError(
+            "bad_shape", f"values must be a list or a list of rows, got {_json_type(type(raw))}"
+        )
+    types = set(map(type, raw))
+    if list in types:
+        if types != {list}:
+            raise DecodeError("bad_shape", "values mix numbers and rows")
+        types = set()
+        for row in raw:
+            types.update(map(type, row))
+    wrong = types - _NUMBER_TYPES
+    if wrong:
+        if wrong & {list, dict}:
+            raise DecodeError("bad_shape", "values must be 1-D or 2-D lists of numbers")
+        names = ", ".join(sorted(_json_type(t) for t in wrong))
+        raise DecodeError("non_numeric", f"values must be JSON numbers, found {names}")
+    try:
+        return np.asarray(raw, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DecodeError("bad_shape", f"values are not a numeric list or matrix: {exc}") from exc
+
+
+def _json_type(t: type) -> str:
+    return _JSON_TYPE_NAMES.get(t, "array" if t is list else t.__name__)
+
+
 def _as_2d(arr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     if arr.ndim == 1:
         return arr[:, None]
@@ -236,8 +315,10 @@ def _decode_json(key: bytes | None, value: bytes) -> DecodedWindow:
     source = doc.get("source_id") or (key.decode("utf-8", errors="replace") if key else None)
     if not isinstance(source, str) or not source:
         raise DecodeError("missing_field", "no source_id in the document or the record key")
+    _check_source(source)
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise DecodeError("undecodable", f"seq must be a non-negative integer, got {seq!r}")
+    _check_seq(seq)
     try:
         if isinstance(raw_time, int | float) and not isinstance(raw_time, bool):
             event_time_ms = int(raw_time)
@@ -245,12 +326,10 @@ def _decode_json(key: bytes | None, value: bytes) -> DecodedWindow:
             event_time_ms = _to_ms(datetime.fromisoformat(raw_time))
         else:
             raise ValueError(f"unsupported type {type(raw_time).__name__}")
-    except ValueError as exc:
-        raise DecodeError("undecodable", f"bad event_time {raw_time!r}: {exc}") from exc
-    try:
-        arr = np.asarray(raw_values, dtype=np.float32)
-    except (ValueError, TypeError) as exc:
-        raise DecodeError("bad_shape", f"values are not a numeric list or matrix: {exc}") from exc
+    except (ValueError, OverflowError) as exc:  # OverflowError: int(inf), year 1 at UTC+1
+        raise DecodeError("undecodable", f"bad event_time {raw_time!r:.80}: {exc}") from exc
+    _check_event_time(event_time_ms)
+    arr = raw_values if isinstance(raw_values, np.ndarray) else _json_values(raw_values)
     metadata = doc.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise DecodeError("undecodable", "metadata must be an object")
@@ -274,11 +353,14 @@ def _decode_f32(key: bytes | None, value: bytes, hdrs: dict[str, bytes]) -> Deco
     source = raw_source.decode("utf-8", errors="replace") if raw_source else None
     if not source:
         raise DecodeError("missing_field", "no source-id header and no record key")
+    _check_source(source)
     try:
         seq = int(hdrs.get(H_SEQ) or 0)
         event_time_ms = int(hdrs.get(H_EVENT_TIME_MS) or b"")
     except ValueError as exc:
         raise DecodeError("undecodable", f"bad seq or event-time-ms header: {exc}") from exc
+    _check_seq(seq)
+    _check_event_time(event_time_ms)
     if len(value) % 4:
         raise DecodeError("undecodable", f"{len(value)} bytes is not a whole number of float32")
     arr = np.frombuffer(value, dtype="<f4")
@@ -298,7 +380,9 @@ def decode_window(key: bytes | None, value: bytes | None, headers: Headers | Non
     """Decode one Kafka record into a window.
 
     Shape against a model, finiteness and size limits are checked by the caller, which knows
-    the model's contract; this checks only that the record is a well-formed window.
+    the model's contract; this checks only that the record is a well-formed window. Samples
+    beyond float32's range become inf (numpy warns of the overflow unless the caller runs
+    under ``np.errstate(over="ignore")``, as :meth:`DetectorCore.prepare` does per batch).
 
     Raises:
         DecodeError: the record is not a window; ``reason`` says why.

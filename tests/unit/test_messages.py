@@ -10,6 +10,10 @@ from detector.errors import DecodeError
 from detector.messages import (
     CONTENT_TYPE_F32,
     H_CONTENT_TYPE,
+    H_EVENT_TIME_MS,
+    H_SEQ,
+    MAX_EVENT_TIME_MS,
+    MAX_SOURCE_ID,
     Window,
     decode_window,
     encode_binary,
@@ -103,6 +107,16 @@ _DOCS = [
     b'{"source_id":"a[1]","seq":1,"event_time":0,"values":[1]}',
     b'{"source_id":"a","seq":1,"event_time":0,"values":[true,1]}',
     b'{"source_id":"a","seq":1,"event_time":0,"values":[1,"2"]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":["1.5","2"]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[false,true]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[null,1]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[[1,"2"],[3,4]]}',
+    b'{"source_id":"a","seq":1,"event_time":1e20,"values":[1]}',
+    b'{"source_id":"a","seq":1,"event_time":100000000000000000000,"values":[1]}',
+    b'{"source_id":"a","seq":1,"event_time":-1,"values":[1]}',
+    b'{"source_id":"a","seq":18446744073709551615,"event_time":0,"values":[1]}',
+    b'{"source_id":"' + b"s" * 257 + b'","seq":1,"event_time":0,"values":[1]}',
+    b'{"source_id":"a","seq":1,"event_time":0,"values":[1e300]}',
     b'{"source_id":"a","seq":1,"event_time":0,"values":[]}',
     b'{"source_id":"a","seq":1,"event_time":0,"values":[1e400]}',
     b'{"source_id":"a","seq":1,"event_time":0,"values":[1],"values":[2,3]}',
@@ -130,7 +144,8 @@ def test_the_simdjson_fast_path_decodes_like_orjson(
 
     def outcome() -> tuple[object, ...]:
         try:
-            w = decode_window(b"key", doc, None)
+            with np.errstate(over="ignore"):  # 1e300 -> inf in float32, as the core does
+                w = decode_window(b"key", doc, None)
         except DecodeError as exc:
             return ("error", exc.reason)
         return (w.source_id, w.seq, w.event_time_ms, w.values.tobytes(), w.values.shape, w.metadata)
@@ -148,3 +163,96 @@ def test_the_fast_path_takes_flat_numeric_windows_and_can_parse_again() -> None:
         doc = _fast_json(value)
         assert doc is not None and doc["values"].dtype == np.float32
         assert _fast_json(b'{"values":[[1],[2]]}') is None
+
+
+def _json(values: object, **fields: object) -> bytes:
+    return orjson.dumps({"source_id": "a", "seq": 1, "event_time": 0, "values": values, **fields})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["1.5", "2.5"], [1.5, "2.5"], [True, False], [1.0, True], [None, 1.0], [[1.0, "2"], [3, 4]]],
+)
+def test_only_json_numbers_are_samples(values: object) -> None:
+    """numpy would read "1.5" as 1.5 and true as 1.0: such windows must not be scored."""
+    with pytest.raises(DecodeError) as info:
+        decode_window(b"a", _json(values), None)
+    assert info.value.reason == "non_numeric"
+    assert "JSON numbers" in info.value.detail
+
+
+def test_integers_and_floats_are_samples() -> None:
+    w = decode_window(b"a", _json([[1, 2.5], [0, -3]]), None)
+    assert w.values.tolist() == [[1.0, 2.5], [0.0, -3.0]]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_source_id_is_bounded_as_the_schema_says(binary: bool) -> None:
+    assert Window.model_json_schema()["properties"]["source_id"]["maxLength"] == MAX_SOURCE_ID
+    for source, ok in (("s" * MAX_SOURCE_ID, True), ("s" * (MAX_SOURCE_ID + 1), False)):
+        if binary:
+            value, headers = encode_binary(source, 0, 0, np.zeros(4))
+            args: tuple[bytes | None, bytes, list[tuple[str, bytes]] | None] = (
+                None,
+                value,
+                headers,
+            )
+        else:
+            args = (None, encode_json(source, 0, 0, np.zeros(4)), None)
+        if ok:
+            assert decode_window(*args).source_id == source
+        else:
+            with pytest.raises(DecodeError) as info:
+                decode_window(*args)
+            assert info.value.reason == "bad_source_id"
+
+
+def test_an_overlong_record_key_is_no_source_id_either() -> None:
+    doc = orjson.dumps({"event_time": 0, "values": [1.0]})
+    with pytest.raises(DecodeError) as info:
+        decode_window(b"k" * 100_000, doc, None)
+    assert info.value.reason == "bad_source_id"
+
+
+@pytest.mark.parametrize(
+    "event_time",
+    [1e20, 2**63, -1, MAX_EVENT_TIME_MS + 1, "0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z"],
+)
+def test_json_event_times_out_of_range_are_bad_event_time(event_time: object) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_window(b"a", _json([1.0], event_time=event_time), None)
+    assert info.value.reason == "bad_event_time"
+
+
+@pytest.mark.parametrize("header", [b"100000000000000000000", b"-5", b"253402300800000"])
+def test_binary_event_times_out_of_range_are_bad_event_time(header: bytes) -> None:
+    value, headers = encode_binary("s", 0, 0, np.zeros(4))
+    headers = [(k, header if k == H_EVENT_TIME_MS else v) for k, v in headers]
+    with pytest.raises(DecodeError) as info:
+        decode_window(b"s", value, headers)
+    assert info.value.reason == "bad_event_time"
+
+
+def test_the_event_time_range_ends_at_year_9999() -> None:
+    last = "9999-12-31T23:59:59.999Z"
+    assert decode_window(b"a", _json([1.0], event_time=last), None).event_time_ms == (
+        MAX_EVENT_TIME_MS
+    )
+    assert decode_window(b"a", _json([1.0], event_time=MAX_EVENT_TIME_MS), None).event_time_ms
+    assert decode_window(b"a", _json([1.0], event_time=0), None).event_time_ms == 0
+
+
+@pytest.mark.parametrize("seq", [b"-1", b"9223372036854775808"])
+def test_binary_seq_is_bounded_like_json(seq: bytes) -> None:
+    value, headers = encode_binary("s", 0, 0, np.zeros(4))
+    headers = [(k, seq if k == H_SEQ else v) for k, v in headers]
+    with pytest.raises(DecodeError) as info:
+        decode_window(b"s", value, headers)
+    assert info.value.reason == "undecodable"
+
+
+def test_the_issue_s_event_time_literal_is_bad_event_time() -> None:
+    doc = b'{"source_id":"a","seq":1,"event_time":100000000000000000000,"values":[1]}'
+    with pytest.raises(DecodeError) as info:
+        decode_window(b"a", doc, None)
+    assert info.value.reason == "bad_event_time"
