@@ -123,6 +123,11 @@ class Decisions:
     threshold_changes: dict[str, int] = field(default_factory=dict)
 
 
+def _describe(exc: Exception) -> str:
+    """``Type: message`` of an unexpected exception, for a dead letter's detail."""
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
 class DetectorCore:
     """Decode, validate and decide, for one model bundle.
 
@@ -177,23 +182,38 @@ class DetectorCore:
         return window
 
     def prepare(self, records: list[InputRecord]) -> Prepared:
-        """Decode and validate; never raises for a bad record."""
+        """Decode and validate; never raises for a bad record.
+
+        A fault barrier per record: a :class:`DecodeError` becomes a dead letter with its
+        reason, and any other exception one record triggers (a bug or a library surprise)
+        a dead letter with reason ``internal_error`` and the exception type, so one record
+        can never stop the batch, nor, replayed after a restart, the service.
+        """
         good: list[InputRecord] = []
         windows: list[DecodedWindow] = []
         dead: list[DeadLetter] = []
-        for record in records:
-            try:
-                windows.append(self._check(record))
-                good.append(record)
-            except DecodeError as exc:
-                dead.append(DeadLetter(record, exc.reason, exc.detail))
+        # Samples beyond float32's range become inf (then non_finite below), not a
+        # RuntimeWarning per record: one errstate for the batch costs less than one per call.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for record in records:
+                try:
+                    windows.append(self._check(record))
+                    good.append(record)
+                except DecodeError as exc:
+                    dead.append(DeadLetter(record, exc.reason, exc.detail))
+                except Exception as exc:
+                    dead.append(DeadLetter(record, "internal_error", _describe(exc)))
         if not windows:
             return Prepared(good, windows, np.zeros((0, *self._shape), np.float32), dead)
         batch = np.stack([w.values for w in windows]).astype(np.float32, copy=False)
         finite = np.isfinite(batch).all(axis=(1, 2))  # one vectorised check for the batch
         if not finite.all():
             for i in np.flatnonzero(~finite):
-                dead.append(DeadLetter(good[i], "non_finite", "values contain NaN or infinity"))
+                dead.append(
+                    DeadLetter(
+                        good[i], "non_finite", "values contain NaN, infinity or beyond float32"
+                    )
+                )
             keep = np.flatnonzero(finite)
             good = [good[i] for i in keep]
             windows = [windows[i] for i in keep]

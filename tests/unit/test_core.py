@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 
 from detector.alerts import AlertState
 from detector.core import DetectorCore, InputRecord
-from detector.messages import H_CONTENT_TYPE, encode_binary
+from detector.messages import H_CONTENT_TYPE, DecodedWindow, Headers, encode_binary
 from detector.settings import LifecycleSettings
 from detector.threshold import ThresholdBank, ThresholdConfig
 from tests.unit.helpers import MeanScorer, make_manifest, record
@@ -140,3 +141,62 @@ def test_revoked_partitions_drop_their_sources_only() -> None:
     _run(core, [record(0, 3.0, source="a", partition=0), record(1, 3.0, source="b", partition=1)])
     assert core.drop_partitions({1}) == ["b"]
     assert core.tracker.is_open("a") and not core.tracker.is_open("b")
+
+
+def test_one_record_s_unexpected_exception_is_an_internal_error_dead_letter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fault barrier: whatever one record triggers, the batch goes on without it."""
+    from detector import core as core_module
+
+    real = core_module.decode_window
+
+    def decode(key: bytes | None, value: bytes | None, headers: Headers | None) -> DecodedWindow:
+        if value == b"boom":
+            raise ZeroDivisionError("a bug that only this record reaches")
+        return real(key, value, headers)
+
+    monkeypatch.setattr(core_module, "decode_window", decode)
+    records = [
+        record(0, 0.1),
+        InputRecord("windows", 0, 1, b"s1", b"boom", None, 0),
+        record(2, 0.1),
+    ]
+    prepared, _decisions = _run(_core(), records)
+    assert [r.offset for r in prepared.records] == [0, 2]
+    (dead,) = prepared.dead_letters
+    assert (dead.record.offset, dead.reason) == (1, "internal_error")
+    assert dead.detail.startswith("ZeroDivisionError: ")
+
+
+def test_out_of_range_times_strings_and_long_ids_are_dead_letters_not_crashes() -> None:
+    """D3 and D10 of issue 14: each is dead-lettered with its reason; state still encodes."""
+    value, headers = encode_binary("s1", 3, 0, np.zeros(8))
+    headers = [(k, b"100000000000000000000" if k == "event-time-ms" else v) for k, v in headers]
+
+    def doc(**fields: object) -> bytes:
+        return orjson.dumps({"source_id": "s1", "seq": 1, "event_time": 0, **fields})
+
+    bad = {
+        10: (doc(values=[0.1] * 8, event_time=1e20), None),
+        11: (value, headers),
+        12: (doc(values=["0.1"] * 8), None),
+        13: (doc(values=[True] * 8), None),
+        14: (doc(values=[0.1] * 8, source_id="s" * 300), None),
+    }
+    records = [record(0, 0.1)] + [
+        InputRecord("windows", 0, off, b"s1", v, h, 0) for off, (v, h) in bad.items()
+    ]
+    core = _core(method="quantile")
+    prepared, decisions = _run(core, records)
+    assert [r.offset for r in prepared.records] == [0]
+    reasons = {dl.record.offset: dl.reason for dl in prepared.dead_letters}
+    assert reasons == {
+        10: "bad_event_time",
+        11: "bad_event_time",
+        12: "non_numeric",
+        13: "non_numeric",
+        14: "bad_source_id",
+    }
+    decisions.threshold_changes["s1"] = 0
+    assert core.state_records(decisions)  # encodes: no out-of-range integer reached the state
