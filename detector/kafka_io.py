@@ -30,6 +30,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.core import DeadLetter, InputRecord
+from detector.dead_letters import DEFAULT_MESSAGE_MAX_BYTES, DLQ_HEADERS, dead_letter_record
 from detector.errors import KafkaUnavailableError
 from detector.log import LIBRDKAFKA_LOG
 from detector.settings import DetectorSettings
@@ -45,14 +46,6 @@ __all__ = [
 
 log = structlog.get_logger()
 
-DLQ_HEADERS = (
-    "dlq-reason",
-    "dlq-detail",
-    "dlq-source-topic",
-    "dlq-source-partition",
-    "dlq-source-offset",
-    "dlq-time-ms",
-)
 H_INPUT_PARTITION = "input-partition"
 # The transactional producer's retry backoff (see KafkaIO.producer for why).
 TXN_RETRY_BACKOFF = {"retry.backoff.ms": 5, "retry.backoff.max.ms": 20}
@@ -194,6 +187,12 @@ class KafkaIO:
         self._held: tuple[int, ...] = ()  # kept by the rebalance callbacks
         self.exactly_once = settings.delivery == "exactly-once"
         self.transactional_id = f"{settings.group_id}-{settings.instance_id}"
+        # Dead letters are cut to fit the producer's limit: one it refuses (MSG_SIZE_TOO_LARGE)
+        # would abort its batch again after every restart.
+        max_bytes = settings.kafka.client_config().get("message.max.bytes")
+        self.dead_letter_max_bytes = (
+            int(max_bytes) if max_bytes and max_bytes.isdigit() else DEFAULT_MESSAGE_MAX_BYTES
+        )
 
     # -- clients --------------------------------------------------------------------------
 
@@ -392,9 +391,10 @@ class KafkaIO:
             for key, payload in events:
                 self._produce(t.events, key, payload, None)
             for dl in dead_letters:
-                self._produce(
-                    t.dead_letters, dl.record.key, dl.record.value, self._dlq_headers(dl, now_ms)
+                dl_key, dl_value, dl_headers = dead_letter_record(
+                    dl, now_ms, self.dead_letter_max_bytes
                 )
+                self._produce(t.dead_letters, dl_key, dl_value, list(dl_headers))
             n_state = max(1, self._state_partitions())
             for state_key, partition, state in states:
                 self._produce(
@@ -466,19 +466,6 @@ class KafkaIO:
         if self._n_state is None:
             self._n_state = self.partitions_of(self._s.topics.state)
         return self._n_state
-
-    @staticmethod
-    def _dlq_headers(dl: DeadLetter, now_ms: int) -> list[tuple[str, str | bytes]]:
-        r = dl.record
-        extra: list[tuple[str, str | bytes]] = [
-            ("dlq-reason", dl.reason.encode()),
-            ("dlq-detail", dl.detail[:1000].encode()),
-            ("dlq-source-topic", r.topic.encode()),
-            ("dlq-source-partition", str(r.partition).encode()),
-            ("dlq-source-offset", str(r.offset).encode()),
-            ("dlq-time-ms", str(now_ms).encode()),
-        ]
-        return list(r.headers or []) + extra
 
     def rewind_to_committed(self) -> None:
         """Seek every assigned partition back to its committed offset (after an abort)."""
