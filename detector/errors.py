@@ -8,6 +8,7 @@ The tree::
     │   ├── BundleChecksumError    model.keras does not match the manifest's sha256
     │   └── BundleSchemaError      manifest missing, unreadable or of another schema version
     ├── DecodeError            one input record that cannot be scored (-> dead-letter topic)
+    ├── DataFileError          a data file (CSV, ECG5000 layout, NPZ) that cannot be read
     ├── ThresholdStateError    a threshold snapshot that cannot be restored (threshold_state)
     └── KafkaUnavailableError  the broker could not be reached within the start-up budget
 
@@ -17,11 +18,14 @@ Library errors (confluent_kafka, keras, pydantic) are translated at the edge wit
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "BundleChecksumError",
     "BundleError",
     "BundleSchemaError",
     "ConfigError",
+    "DataFileError",
     "DecodeError",
     "DetectorError",
     "KafkaUnavailableError",
@@ -62,6 +66,31 @@ class DecodeError(DetectorError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class DataFileError(DetectorError):
+    """A data file (CSV series, ECG5000 layout, NPZ windows) that cannot be read.
+
+    The message names the file and, when the problem is in one place, the line (1-based, of
+    a text file) or the window (0-based, of an NPZ file): ``data.csv: line 7: ...``.
+
+    Attributes:
+        path: the file.
+        line: the 1-based line, or the 0-based window index when ``unit == "window"``; None
+            when the problem is not in one place.
+        detail: what is wrong, without the location.
+        unit: ``"line"`` or ``"window"``.
+    """
+
+    def __init__(
+        self, path: Path | str, detail: str, line: int | None = None, unit: str = "line"
+    ) -> None:
+        where = f"{path}" if line is None else f"{path}: {unit} {line}"
+        super().__init__(f"{where}: {detail}")
+        self.path = Path(path)
+        self.line = line
+        self.detail = detail
+        self.unit = unit
 
 
 class KafkaUnavailableError(DetectorError):
