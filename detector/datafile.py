@@ -13,12 +13,12 @@ rows every ``stride`` rows (default: ``window``, non-overlapping).
 * Delimiter: ``,``, ``;`` or a tab, whichever the header line holds most of (a tie is ``,``).
   With ``;``, decimal commas (``21,5``) are read as decimal points. Fields may be quoted.
 * Time column: ``time_column``; else the first column named ``timestamp``, ``time``,
-  ``datetime``, ``date`` or ``ts`` (any case); else the first column if its first value is a
-  date rather than a number; else none (synthetic times, below). Times are ISO 8601 (a time
-  without a zone is UTC) or numbers of epoch time whose unit follows the largest magnitude in
-  the column: below 1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds, else
-  nanoseconds. So a column of row numbers (0, 1, 2, ...) is read as seconds. Every time is
-  rounded to the millisecond.
+  ``datetime``, ``date``, ``ts`` or ``epoch`` (any case); else the first column if its first
+  value is a date rather than a number; else none (synthetic times, below). Times are ISO
+  8601 (a time without a zone is UTC) or numbers of epoch time whose unit follows the
+  largest magnitude in the column: below 1e11 seconds, below 1e14 milliseconds, below 1e17
+  microseconds, else nanoseconds. So a column of row numbers (0, 1, 2, ...) is read as
+  seconds. Every time is rounded to the millisecond.
 * Label column: ``label_column``; else the first of ``label``, ``is_anomaly``, ``anomaly``
   present (any case). **1 = anomalous, 0 = normal.** Also normal: an empty cell, ``normal``,
   ``false``, ``no``, ``none``, ``ok``; also anomalous: any other number, ``true``, ``yes``;
@@ -28,8 +28,9 @@ rows every ``stride`` rows (default: ``window``, non-overlapping).
 * Source column (optional, ``source_column``): several sources interleaved in one file;
   windows are cut within each source, and times must increase within each source. Without it
   every row belongs to ``default_source`` (default: the file name without its suffix).
-* Channels: ``columns`` in that order; else every other column whose first value (in the
-  selected rows) is a number or empty. Text columns are skipped (``skipped_columns``).
+* Channels: ``columns`` in that order; else every other column whose first non-empty value
+  (in the selected rows) is a number. Text columns, and columns empty in every selected row,
+  are skipped (``skipped_columns``).
 * A missing (empty), non-numeric, NaN or infinite channel value is a :class:`DataFileError`
   naming the file and the line.
 * Times that repeat or go back (within a source) follow ``time_policy``:
@@ -114,7 +115,7 @@ TIME_POLICIES: tuple[str, ...] = get_args(TimePolicy)
 FILE_FORMATS: tuple[str, ...] = get_args(FileFormat)
 DEFAULT_PERIOD_MS = 1000
 NO_ANOMALY = "none"
-TIME_COLUMNS = ("timestamp", "time", "datetime", "date", "ts")
+TIME_COLUMNS = ("timestamp", "time", "datetime", "date", "ts", "epoch")
 LABEL_COLUMNS = ("label", "is_anomaly", "anomaly")  # default label column, first present
 LABEL_LIKE_COLUMNS = (*LABEL_COLUMNS, "changepoint")
 ECG5000_CLASSES = {0: "abnormal", 2: "r_on_t_pvc", 3: "pvc", 4: "sp_eb", 5: "unclassified"}
@@ -245,6 +246,21 @@ class WindowSet:
         if self.labels is None:
             return np.zeros(len(self), dtype=bool)
         return self.labels
+
+    def notes(self) -> list[str]:
+        """Lines worth a warning: the time policy changed rows, text columns were skipped, a
+        csv without a time column got synthetic times."""
+        out = [note] if (note := self.policy_note()) is not None else []
+        if self.skipped_columns:
+            out.append(
+                f"{self.path}: text columns not used as channels: {', '.join(self.skipped_columns)}"
+            )
+        if self.fmt == "csv" and self.synthetic_time:
+            out.append(
+                f"{self.path}: no time column (none named {', '.join(TIME_COLUMNS)}; "
+                "see --time-column): event times are synthetic, one row per second"
+            )
+        return out
 
     def policy_note(self) -> str | None:
         """One line for a warning when the time policy changed rows, else None."""
@@ -596,8 +612,9 @@ def read_series(
         for i, name in enumerate(header):
             if i in special or i == l_idx or name.lower() in LABEL_LIKE_COLUMNS:
                 continue
-            if first[i] and not _is_number(first[i], decimal_comma):
-                skipped.append(name)
+            sample = next((f[i] for f in cells if f[i]), "")  # first value that is there
+            if not _is_number(sample, decimal_comma):
+                skipped.append(name)  # text, or empty in every selected row
                 continue
             c_idx.append(i)
     if not c_idx:

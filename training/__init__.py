@@ -4,7 +4,7 @@
 calibrates the threshold for a target false-alarm rate on out-of-fold scores, evaluates the
 model and the baseline side by side, and writes a bundle that :mod:`detector.model` loads.
 
-Modules: :mod:`~training.data` and :mod:`~training.sensor_csv` (input formats),
+Modules: :mod:`~training.data` (files read by :mod:`detector.datafile`, and the split),
 :mod:`~training.normalise`, :mod:`~training.models`, :mod:`~training.train` (fitting and
 cross-fitting), :mod:`~training.calibrate`, :mod:`~training.evaluate`, :mod:`~training.plots`,
 :mod:`~training.report`, :mod:`~training.export`, :mod:`~training.fit` (the pipeline),

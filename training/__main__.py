@@ -23,6 +23,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
+from detector.datafile import TimePolicy, parse_row_range
 from detector.errors import ConfigError, DetectorError
 from detector.log import configure_logging
 from training.calibrate import ThresholdMethod
@@ -48,7 +49,35 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=get_args(Format), help="default: auto (by suffix/content)")
     p.add_argument("--window", type=int, help="csv: window length in rows")
     p.add_argument("--stride", type=int, help="csv: rows between window starts (default window)")
-    p.add_argument("--label-column", help="csv: label column, 1 = anomalous (default 'label')")
+    p.add_argument(
+        "--label-column",
+        help="csv: label column, 1 = anomalous (default: 'label' or 'is_anomaly' if present)",
+    )
+    p.add_argument(
+        "--columns", help="csv: comma-separated channel columns (default: the numeric ones)"
+    )
+    p.add_argument("--time-column", help="csv: time column (default: by name, e.g. timestamp)")
+    p.add_argument(
+        "--source-column", help="csv: source id column; windows are cut within each source"
+    )
+    p.add_argument(
+        "--rows",
+        metavar="A:B",
+        help="only data rows A to B-1 (0-based; either side optional, e.g. 0:400 or 400:)",
+    )
+    p.add_argument(
+        "--time-policy",
+        choices=get_args(TimePolicy),
+        help="csv times that repeat or go back: clamp (default: previous time + 1 ms), "
+        "drop the row, or error",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        metavar="F",
+        help="share of windows held out for test (0.2; csv: the last ones); 0 = no test set, "
+        "train on every window. Env: TRAINING_TEST_FRACTION",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +167,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     configure_tensorflow(threads=2, deterministic=False)
 
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    try:
+        rows = parse_row_range(args.rows) if args.rows is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--rows: {exc}") from exc
     result = evaluate_bundle(
         args.model,
         args.data,
@@ -146,6 +180,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.stride,
         args.label_column,
         args.part,
+        test_fraction=0.2 if args.test_fraction is None else args.test_fraction,
+        columns=columns,
+        time_column=args.time_column,
+        source_column=args.source_column,
+        rows=rows,
+        time_policy=args.time_policy or "clamp",
     )
     print(
         f"{result['model']} on {result['data']} ({result['part']}, {result['windows']} "

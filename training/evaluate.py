@@ -8,12 +8,14 @@ anomalous windows) are ``None``, not a made-up number.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from detector.datafile import TimePolicy
 from training.data import Dataset, Format, load_dataset, split_dataset
 
 __all__ = ["Metrics", "evaluate_bundle", "metrics", "summary_row"]
@@ -114,6 +116,12 @@ def evaluate_bundle(
     part: str = "test",
     test_fraction: float = 0.2,
     split_seed: int = 21,
+    *,
+    columns: Sequence[str] | None = None,
+    time_column: str | None = None,
+    source_column: str | None = None,
+    rows: tuple[int | None, int | None] | None = None,
+    time_policy: TimePolicy = "clamp",
 ) -> dict[str, Any]:
     """Score a data set with a saved bundle through the detector's loader.
 
@@ -125,8 +133,13 @@ def evaluate_bundle(
         stride: csv stride.
         label_column: csv label column.
         part: ``test`` (the same split ``fit`` held out) or ``all``.
-        test_fraction: as in ``fit``.
+        test_fraction: as in ``fit`` (0: no test set; use ``part="all"``).
         split_seed: as in ``fit``.
+        columns: csv channel columns, as in ``fit``.
+        time_column: csv time column, as in ``fit``.
+        source_column: csv source column, as in ``fit``.
+        rows: the data rows, as in ``fit``.
+        time_policy: as in ``fit``.
 
     Raises:
         BundleError: the bundle does not verify or load.
@@ -137,7 +150,18 @@ def evaluate_bundle(
 
     loaded = load_bundle(bundle)
     m = loaded.manifest
-    data: Dataset = load_dataset(data_path, fmt, window or m.window_size, stride, label_column)
+    data: Dataset = load_dataset(
+        data_path,
+        fmt,
+        window or m.window_size,
+        stride,
+        label_column,
+        columns=columns,
+        time_column=time_column,
+        source_column=source_column,
+        rows=rows,
+        time_policy=time_policy,
+    )
     if (data.window_size, data.n_channels) != (m.window_size, m.n_channels):
         raise DataError(
             data_path,
@@ -147,6 +171,8 @@ def evaluate_bundle(
     idx = np.arange(len(data.windows))
     if part == "test":
         idx = split_dataset(data, test_fraction, split_seed).test
+        if not len(idx):
+            raise DataError(data_path, "no test windows (test fraction 0): use --part all")
     scores = loaded.score(data.windows[idx]).scores
     result = metrics(scores, data.anomalous()[idx], m.threshold.value)
     return {

@@ -88,7 +88,20 @@ def fit_bundle(s: TrainingSettings, data_path: Path, out: Path) -> dict[str, Any
     """
     started = time.monotonic()
     check_out_dir(out)
-    data = load_dataset(data_path, s.format, s.window, s.stride, s.label_column)
+    data = load_dataset(
+        data_path,
+        s.format,
+        s.window,
+        s.stride,
+        s.label_column,
+        columns=s.column_list(),
+        time_column=s.time_column,
+        source_column=s.source_column,
+        rows=s.row_range(),
+        time_policy=s.time_policy,
+    )
+    for note in data.notes:
+        log.warning("data_note", note=note)
     split, normal_train = _split_normal(data, s)
     stage = staging_dir(out.resolve())  # fail on an unwritable --out before training
     try:
@@ -178,8 +191,9 @@ def _fit_into(
     )
     write_manifest(stage, manifest)
     loaded = load_bundle(stage)  # the detector's loader: checksum, schema, safe_mode
-    result = loaded.score(x_test)
-    model_test = metrics(result.scores, y_test, run.threshold.value)
+    has_test = len(split.test) > 0  # --test-fraction 0: no test set, no test figures
+    result = loaded.score(x_test) if has_test else None
+    model_test = None if result is None else metrics(result.scores, y_test, run.threshold.value)
     x_test_norm = loaded.normalise(x_test)
     evaluation = _evaluate(run, baseline, x_train, x_test_norm, y_test, s)
     evaluation["model"]["test"] = model_test
@@ -193,7 +207,19 @@ def _fit_into(
         evaluation,
         time.monotonic() - started,
     )
-    if s.plots:
+    if s.plots and result is None:
+        no_errors = np.zeros(x_test_norm.shape[:2], dtype=np.float32)
+        report["plots"] = plot_all(
+            stage / "plots",
+            _curves(run, baseline),
+            [],
+            y_test,
+            x_test_norm,
+            x_test_norm,
+            no_errors,
+            data.channel_names,
+        )  # no test set: the loss curves only
+    elif s.plots:
         report["plots"] = _plots(
             stage, run, baseline, evaluation, result, loaded, x_test_norm, y_test, data
         )
@@ -214,6 +240,15 @@ def _evaluate(
 ) -> dict[str, Any]:
     """Everything but the model's own test metrics (those come from the loaded bundle)."""
     out: dict[str, Any] = {"model": {"oof_false_alarm_rate": _rate(run)}}
+    if not len(y_test):  # no test set: only what the training windows tell
+        if baseline is not None:
+            out["baseline"] = {
+                "oof_false_alarm_rate": _rate(baseline),
+                "test": None,
+                "tutorial_threshold": None,
+                "test_scores": np.zeros(0),
+            }
+        return out
     latent_oof = run.cross.latent_scores
     per_member = [
         p
@@ -251,6 +286,14 @@ def _rate(run: ModelRun) -> float:
     return float(np.mean(run.cross.scores > run.threshold.value))
 
 
+def _curves(run: ModelRun, baseline: ModelRun | None) -> list[Curve]:
+    first = f"{run.spec.name} (member 1)" if run.ensemble else run.spec.name
+    curves = [Curve(first, run.members[0].history)]
+    if baseline is not None:
+        curves.append(Curve(baseline.spec.name, baseline.members[0].history))
+    return curves
+
+
 def _plots(
     stage: Path,
     run: ModelRun,
@@ -262,14 +305,9 @@ def _plots(
     y_test: npt.NDArray[np.bool_],
     data: Dataset,
 ) -> list[str]:
-    curves = [
-        Curve(
-            f"{run.spec.name} (member 1)" if run.ensemble else run.spec.name, run.members[0].history
-        )
-    ]
+    curves = _curves(run, baseline)
     sets = [ScoredSet(run.spec.name, result.scores, run.threshold.value)]
     if baseline is not None:
-        curves.append(Curve(baseline.spec.name, baseline.members[0].history))
         sets.append(
             ScoredSet(
                 baseline.spec.name, evaluation["baseline"]["test_scores"], baseline.threshold.value

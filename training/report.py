@@ -97,6 +97,10 @@ def build_report(
             "labelled": data.labels is not None,
             "anomalous_windows": int(y.sum()),
             "split": split_how,
+            "rows": s.rows,
+            "time_policy": s.time_policy,
+            "time_policy_rows": data.policy_touched,
+            "notes": list(data.notes),
             "train_normal_windows": n_train_normal,
             "note": "abnormal windows of the training part are never used (fit or calibration)",
         },
@@ -146,12 +150,17 @@ def summary_lines(report: dict[str, Any], out: str) -> list[str]:
     """A short readable summary of a ``fit`` report."""
     d = report["data"]
     model = report["model"]
+    test = model["test"]
     lines = [
         f"data: {d['path']} ({d['format']}, {d['windows']} windows of "
         f"{d['window_size']}x{d['n_channels']}); split: {d['split']}",
         f"trained on {d['train_normal_windows']} normal windows; test: "
-        f"{(model['test'] or {}).get('n_normal', 0)} normal, "
-        f"{(model['test'] or {}).get('n_anomalous', 0)} anomalous",
+        + (
+            f"{test.get('n_normal', 0)} normal, {test.get('n_anomalous', 0)} anomalous"
+            if test is not None
+            else "none (test fraction 0: no test figures)"
+        ),
+        *(f"note: {note}" for note in d.get("notes") or ()),
         "",
         SUMMARY_HEADER,
         summary_row(
@@ -163,7 +172,8 @@ def summary_lines(report: dict[str, Any], out: str) -> list[str]:
         lines.append(
             summary_row(b["arch"], b["test"] or {}, b["params"], b["training"]["total_seconds"])
         )
-        lines.append(summary_row("  tutorial thr", b["tutorial_threshold"]["test"]))
+        if b.get("tutorial_threshold"):
+            lines.append(summary_row("  tutorial thr", b["tutorial_threshold"]["test"]))
     thr = model["threshold"]
     lines += [
         "",

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from detector.datafile import TimePolicy, parse_row_range
 from detector.log import LogFormat
 from training.calibrate import ThresholdMethod
 from training.data import Format
@@ -38,8 +39,32 @@ class TrainingSettings(BaseSettings):
     stride: int | None = Field(
         None, ge=1, description="csv: rows between windows (default window)."
     )
-    label_column: str | None = Field(None, description="csv: label column (default 'label').")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="csv/npz: share held out for test.")
+    label_column: str | None = Field(
+        None, description="csv: label column, 1 = anomalous (default 'label' or 'is_anomaly')."
+    )
+    columns: str | None = Field(
+        None,
+        description="csv: comma-separated channel columns (default: every numeric column "
+        "but the time, label, source and label-like ones).",
+    )
+    time_column: str | None = Field(None, description="csv: time column (default: by name).")
+    source_column: str | None = Field(
+        None, description="csv: source id column; windows are cut within each source."
+    )
+    rows: str | None = Field(
+        None, description="Data rows A:B (0-based, B excluded, either side optional)."
+    )
+    time_policy: TimePolicy = Field(
+        "clamp",
+        description="csv times that repeat or go back: clamp (previous + 1 ms), drop, error.",
+    )
+    test_fraction: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Share held out for test (csv: the last windows; npz: random); "
+        "0 = no test set, train on every window (ecg5000 too).",
+    )
     split_seed: int = Field(21, description="npz: seed of the train/test split.")
     normalisation: NormMethod | Literal["auto"] = "auto"
 
@@ -83,8 +108,20 @@ class TrainingSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: LogFormat = "auto"
 
+    def column_list(self) -> list[str] | None:
+        """``columns`` as a list (None: the default channels)."""
+        if not self.columns:
+            return None
+        return [c.strip() for c in self.columns.split(",") if c.strip()]
+
+    def row_range(self) -> tuple[int | None, int | None] | None:
+        """``rows`` parsed (None: every row)."""
+        return None if self.rows is None else parse_row_range(self.rows)
+
     @model_validator(mode="after")
     def _check(self) -> TrainingSettings:
+        if self.rows is not None:
+            parse_row_range(self.rows)  # a ValueError here is a validation error
         if self.smoothing % 2 != 1:
             raise ValueError("smoothing must be odd (1 = none)")
         if self.widths is not None and (not self.widths or min(self.widths) < 1):

@@ -53,8 +53,8 @@ def test_auto_format_detects_ecg_layout(tmp_path: Path) -> None:
         ("1,2,3,4,5,nan,1", "line 3: column 6: 'nan' is not finite"),
         ("1,2,3,4,5,inf,1", "line 3: column 6: 'inf' is not finite"),
         ("1,2,x,4,5,6,1", "line 3: column 3: 'x' is not a number"),
-        ("1,2,,4,5,6,1", "line 3: column 3: 'an empty cell' is not a number"),
-        ("1,2,3,4,5,6,2", "line 3: label (last column) is 2"),
+        ("1,2,,4,5,6,1", "line 3: column 3: an empty cell (a missing value) is not a number"),
+        ("1,2,3,4,5,6,0.5", "line 3: label (last column) 0.5 is not a class number"),
     ],
 )
 def test_ecg_bad_rows_name_file_and_line(tmp_path: Path, line: str, expect: str) -> None:
@@ -154,10 +154,13 @@ def test_csv_without_labels_and_explicit_label_column(tmp_path: Path) -> None:
             "2024-05-01T00:00:00Z,1,2,0\n2024-05-01T00:00:01Z,1,0\n",
             "line 3: 3 columns, the header has 4",
         ),
-        ("2024-05-01T00:00:00Z,1,nan,0\n", "line 2: pressure: 'nan' is not finite"),
-        ("2024-05-01T00:00:00Z,1,2,0\n2024-05-01T00:00:00Z,1,2,0\n", "line 3: timestamp does not"),
+        ("2024-05-01T00:00:00Z,1,nan,0\n", "line 2: column pressure: 'nan' is not finite"),
+        (
+            "2024-05-01T00:00:00Z,1,2,0\n2024-05-01T00:00:01Z,1,,0\n",
+            "line 3: column pressure: an empty cell (a missing",
+        ),
         ("yesterday,1,2,0\n", "line 2: timestamp: 'yesterday' is not an ISO 8601"),
-        ("2024-05-01T00:00:00Z,1,2,maybe\n", "line 2: label: 'maybe'; labels are 1"),
+        ("2024-05-01T00:00:00Z,1,2,nan\n", "line 2: label: 'nan' is not a label"),
     ],
 )
 def test_csv_bad_rows_name_file_and_line(tmp_path: Path, body: str, expect: str) -> None:
@@ -254,3 +257,41 @@ def test_npz_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
     assert len(a.test) == 20
     assert not set(a.train) & set(a.test)
     assert split_dataset(data, 0.2, seed=2).test.tolist() != a.test.tolist()
+
+
+# -- the one reader's options, through training's loader ----------------------------------------
+
+
+def test_repeated_and_backward_times_are_clamped_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("timestamp,a\n10,1\n11,2\n11,3\n9,4\n12,5\n13,6\n")
+    data = load_dataset(path, "csv", window=2)
+    assert data.windows[:, :, 0].tolist() == [[1, 2], [3, 4], [5, 6]]  # every row kept
+    assert data.policy_touched == 2
+    assert any("time policy 'clamp'" in note for note in data.notes)
+    with pytest.raises(DataError, match="line 4: timestamp '11' is not later than line 3") as err:
+        load_dataset(path, "csv", window=2, time_policy="error")
+    assert "--time-policy clamp" in str(err.value)
+    dropped = load_dataset(path, "csv", window=2, time_policy="drop")
+    assert dropped.windows[:, :, 0].tolist() == [[1, 2], [5, 6]]
+
+
+def test_rows_columns_and_label_like_columns(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    rows = [f"{i},{i},{10 * i},{int(i == 7)},{int(i == 3)}" for i in range(12)]
+    path.write_text("time,a,b,is_anomaly,changepoint\n" + "\n".join(rows) + "\n")
+    data = load_dataset(path, "csv", window=2)
+    assert data.channel_names == ["a", "b"], "label-like columns are never channels"
+    part = load_dataset(path, "csv", window=2, rows=(4, 10), columns=["b"])
+    assert part.channel_names == ["b"]
+    assert part.windows[:, :, 0].tolist() == [[40, 50], [60, 70], [80, 90]]
+    assert part.labels is not None and part.labels.tolist() == [False, True, False]
+    assert part.end_row is not None and part.end_row.tolist() == [5, 7, 9]
+
+
+def test_test_fraction_zero_trains_on_every_window(tmp_path: Path) -> None:
+    data = load_dataset(_sensor_csv(tmp_path, 20), "csv", window=4)
+    split = split_dataset(data, test_fraction=0.0)
+    assert split.train.tolist() == list(range(5)) and len(split.test) == 0
+    ecg = load_dataset(_ecg_file(tmp_path, _ecg_rows(10)), "ecg5000")
+    assert len(split_dataset(ecg, 0.0).train) == 10

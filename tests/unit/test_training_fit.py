@@ -130,3 +130,26 @@ def test_conv_vae_and_baseline_export_load_with_safe_mode(tmp_path: Path) -> Non
         loaded = load_bundle(out)
         assert loaded.manifest.arch == ("vae-conv" if arch == "conv" else "ae-baseline")
         assert loaded.score(np.zeros((3, T, C), np.float32)).scores.shape == (3,)
+
+
+def test_fit_on_a_csv_row_range_without_a_test_set(tmp_path: Path) -> None:
+    """Real-data flags: a row range, chosen columns, repeated and backward times (clamped by
+    default), a label-like column that is not a channel, and --test-fraction 0."""
+    rng = np.random.default_rng(0)
+    lines = ["timestamp,a,b,noise,changepoint"]
+    for i in range(1200):
+        stamp = i - 3 if i % 50 == 0 else i  # every 50th row goes back in time
+        a, b = np.sin(i / 5), np.cos(i / 5)
+        lines.append(f"{stamp},{a:.4f},{b:.4f},{rng.normal():.4f},{int(i == 600)}")
+    data = tmp_path / "rig.csv"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "bundle"
+    argv = ["--window", "24", "--stride", "4", "--rows", "100:1100", "--columns", "a,b"]
+    assert _fit(data, out, *argv, "--test-fraction", "0", "--epochs", "3") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["test"] is None and report["baseline"]["test"] is None
+    assert report["data"]["windows"] == (1000 - 24) // 4 + 1
+    assert report["data"]["train_normal_windows"] == report["data"]["windows"]
+    assert report["data"]["time_policy_rows"] > 0 and report["data"]["rows"] == "100:1100"
+    assert json.loads((out / "manifest.json").read_text())["channel_names"] == ["a", "b"]
+    assert {p.name for p in (out / "plots").iterdir()} == {"loss_curves.png"}
