@@ -179,7 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--group-id")
     run.add_argument("--instance-id", help="stable id of this instance (default: hostname)")
     run.add_argument("--delivery", choices=["exactly-once", "at-least-once"])
-    run.add_argument("--threshold-method", choices=["static", "quantile", "spot"])
+    run.add_argument(
+        "--threshold-method",
+        choices=["adaptive", "static", "quantile", "spot"],
+        help="how thresholds are set (default adaptive; see README, Thresholds)",
+    )
     run.add_argument("--target-far", type=float, help="target false-alarm rate, e.g. 0.01")
     run.add_argument("--max-batch", type=int)
     run.add_argument("--max-wait-s", type=float)

@@ -34,11 +34,11 @@ from detector.alerts import (
 )
 from detector.bundle import Manifest
 from detector.errors import DecodeError, DetectorError
-from detector.events import Event
+from detector.events import Event, ShiftAccepted
 from detector.lifecycle import EpisodeTracker, Transition
 from detector.messages import DecodedWindow, Headers, decode_window
 from detector.settings import LifecycleSettings
-from detector.threshold import ThresholdBank, ThresholdInfo
+from detector.threshold import ThresholdBank, ThresholdConfig, ThresholdInfo
 
 __all__ = [
     "STATE_FORMAT",
@@ -49,6 +49,7 @@ __all__ = [
     "Prepared",
     "ScoreArrays",
     "Scorer",
+    "build_core",
 ]
 
 STATE_FORMAT = 1
@@ -151,6 +152,7 @@ class DetectorCore:
         self.bank = bank
         self.tracker = EpisodeTracker(lifecycle)
         self._top_k = lifecycle.top_k
+        self._shift_after = lifecycle.shift_after_windows
         self._max_bytes = max_message_bytes
         self._shape = (manifest.window_size, manifest.n_channels)
         self._model = ModelRef(
@@ -267,9 +269,27 @@ class DetectorCore:
                 self._last_ref.pop(source, None)
             if was_open or is_open:
                 out.episode_changes[source] = record.partition
+            shift = transition is not None and transition.shift
             events = self.bank.update(
-                source, score, window.event_time_ms, flagged=flagged, episode_open=is_open
+                source,
+                score,
+                window.event_time_ms,
+                flagged=flagged,
+                episode_open=is_open,
+                shift=shift,
             )
+            if shift:
+                assert transition is not None
+                ep = transition.episode
+                events.insert(
+                    0,
+                    ShiftAccepted(
+                        source_id=source, at_ms=window.event_time_ms, episode_id=ep.episode_id,
+                        windows=ep.windows, anomalous_windows=ep.anomalous_windows,
+                        started_ms=ep.started_ms, peak_score=ep.peak_score,
+                        threshold=info.value, shift_after_windows=self._shift_after,
+                    ),
+                )  # fmt: skip
             if events:
                 out.events.extend(events)
                 out.threshold_changes[source] = record.partition
@@ -432,3 +452,29 @@ class DetectorCore:
             self._last_ref.pop(source, None)
             self._last_state_ms.pop(source, None)
         return gone
+
+
+def build_core(
+    manifest: Manifest,
+    threshold: ThresholdConfig,
+    lifecycle: LifecycleSettings,
+    *,
+    max_message_bytes: int = 1 << 20,
+    state_interval_ms: int = 10_000,
+) -> DetectorCore:
+    """The core for a bundle, its thresholds warm-started from the bundle's reference errors.
+
+    The service and the backtest both build their core here, so they decide alike.
+    """
+    bank = ThresholdBank(
+        threshold,
+        np.asarray(manifest.reference_errors.sample, dtype=np.float64),
+        manifest.threshold.value,
+    )
+    return DetectorCore(
+        manifest,
+        bank,
+        lifecycle,
+        max_message_bytes=max_message_bytes,
+        state_interval_ms=state_interval_ms,
+    )

@@ -1,6 +1,6 @@
 """Events published on the events topic: what the thresholds did and why.
 
-Three kinds, told apart by ``type`` (a discriminated union, so a consumer parses any of them
+Four kinds, told apart by ``type`` (a discriminated union, so a consumer parses any of them
 with :func:`parse_event`):
 
 * :class:`ThresholdRecalibrated`: a source's threshold changed (old -> new, method, samples,
@@ -8,6 +8,8 @@ with :func:`parse_event`):
 * :class:`DriftDetected`: the distribution of a source's normal errors shifted (a two-sample
   test between the older and the newer part of its reference window), emitted once per shift.
 * :class:`RetrainRecommended`: the shift is beyond what recalibration should absorb.
+* :class:`ShiftAccepted`: an episode lasted so long that it was taken as the source's new
+  normal (the lifecycle's ``shift_after_windows``), and learnt.
 
 Examples:
     >>> ev = DriftDetected(source_id="pump-1", statistic="ks", value=0.21, p_value=1e-9,
@@ -26,6 +28,7 @@ __all__ = [
     "DriftDetected",
     "Event",
     "RetrainRecommended",
+    "ShiftAccepted",
     "ThresholdRecalibrated",
     "encode_event",
     "parse_event",
@@ -48,10 +51,13 @@ class ThresholdRecalibrated(_EventBase):
         "before a source's first own calibration)."
     )
     new: float
-    method: str = Field(description="'quantile', 'spot' or 'static'.")
+    method: str = Field(description="'adaptive', 'quantile', 'spot' or 'static'.")
     target_far: float = Field(gt=0, lt=1)
     samples_used: int = Field(ge=0, description="The source's own normal scores in the window.")
-    reason: str = Field(description="'first' (first own calibration), 'scheduled' or 'drift'.")
+    reason: str = Field(
+        description="'first' (first own calibration), 'scheduled', 'drift', or 'shift' (an "
+        "episode declared a sustained shift: its windows were learnt as the new normal)."
+    )
     estimate: float | None = Field(
         None, description="The estimator's value before the bounded step was applied."
     )
@@ -62,9 +68,15 @@ class ThresholdRecalibrated(_EventBase):
         None,
         description="'empirical' (read off the window), 'tail' (tail model with the censored "
         "flagged windows) or 'guarded' (flagged windows outnumbered a normal tail: the tail "
-        "fitted to unflagged scores capped the estimate).",
+        "fitted to unflagged scores capped the estimate), or 'level' (adaptive: the source's "
+        "score level and spread with the bundle's tail).",
     )
     censored: int = Field(0, ge=0, description="Flagged windows in the window, as censored.")
+    margin: float | None = Field(
+        None,
+        description="adaptive: the margin factor on the bundle's tail, after the correction "
+        "of the realised flag rate (1 = the bundle's tail as it is).",
+    )
 
 
 class DriftDetected(_EventBase):
@@ -91,8 +103,28 @@ class RetrainRecommended(_EventBase):
     bundle_threshold: float | None = None
 
 
+class ShiftAccepted(_EventBase):
+    """An episode outlasted ``shift_after_windows``: taken as a sustained shift, not an incident.
+
+    The episode is resolved (its ``resolved`` alert gives the same reason), the windows it held
+    back are learnt as the source's new normal, and the threshold follows (a
+    ``threshold_recalibrated`` event with reason ``shift`` comes with it when it moved). Ops
+    teams see here why the detector stopped alerting.
+    """
+
+    type: Literal["shift_accepted"] = "shift_accepted"
+    episode_id: str
+    windows: int = Field(ge=1, description="Windows the episode lasted, the opening one included.")
+    anomalous_windows: int = Field(ge=1, description="Of which flagged.")
+    started_ms: int = Field(description="Event time the episode opened.")
+    peak_score: float
+    threshold: float = Field(description="The threshold in force while it was open.")
+    shift_after_windows: int = Field(ge=1, description="The policy setting that decided it.")
+
+
 Event = Annotated[
-    ThresholdRecalibrated | DriftDetected | RetrainRecommended, Field(discriminator="type")
+    ThresholdRecalibrated | DriftDetected | RetrainRecommended | ShiftAccepted,
+    Field(discriminator="type"),
 ]
 
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -6,6 +6,11 @@ An episode opens on the first anomalous window (one ``opened`` alert), sends at 
 ``resolve_after_s`` of event time with no anomalous window, or when the source falls silent
 for that long (wall clock, checked by :meth:`EpisodeTracker.sweep_idle`).
 
+An episode still open after ``shift_after_windows`` windows is a *sustained shift*: it is
+resolved with ``Transition.shift`` set, and the caller lets the thresholds learn its windows
+as the new normal. Without that rule an episode that never ends (a level that moved for good)
+would keep the thresholds frozen for ever while every window is flagged.
+
 Decisions use event time, not the wall clock, so replaying the same records gives the same
 alerts: what exactly-once needs after a crash.
 
@@ -40,6 +45,7 @@ class Episode:
     last_seen_ms: int
     normal_streak: int = 0
     last_arrival_ms: int = 0  # wall clock of the last window, for the idle sweep
+    windows: int = 1  # windows seen since it opened, the opening one included
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class Transition:
     state: AlertState
     episode: Episode
     reason: str | None = None
+    shift: bool = False  # resolved as a sustained shift (see the module docstring)
 
 
 class EpisodeTracker:
@@ -63,6 +70,11 @@ class EpisodeTracker:
     def is_open(self, source_id: str) -> bool:
         """True while ``source_id`` has an open episode."""
         return source_id in self._open
+
+    def episode_id(self, source_id: str) -> str | None:
+        """The id of ``source_id``'s open episode, or None."""
+        ep = self._open.get(source_id)
+        return None if ep is None else ep.episode_id
 
     def open_count(self) -> int:
         """How many sources have an open episode."""
@@ -107,28 +119,39 @@ class EpisodeTracker:
             return Transition(AlertState.OPENED, ep)
         ep.last_seen_ms = max(ep.last_seen_ms, event_time_ms)
         ep.last_arrival_ms = max(ep.last_arrival_ms, arrival)
+        ep.windows += 1
         if flagged:
             ep.anomalous_windows += 1
             ep.peak_score = max(ep.peak_score, score)
             ep.last_anomalous_ms = max(ep.last_anomalous_ms, event_time_ms)
             ep.normal_streak = 0
-            if event_time_ms - ep.last_update_ms >= self._ongoing_ms:
-                ep.last_update_ms = event_time_ms
-                return Transition(AlertState.ONGOING, ep)
-            return None
-        ep.normal_streak += 1
-        if ep.normal_streak >= self._settings.resolve_after_windows:
-            del self._open[source_id]
-            return Transition(
-                AlertState.RESOLVED, ep, f"{ep.normal_streak} consecutive normal windows"
-            )
-        if event_time_ms - ep.last_anomalous_ms >= self._resolve_ms:
+        else:
+            ep.normal_streak += 1
+            if ep.normal_streak >= self._settings.resolve_after_windows:
+                del self._open[source_id]
+                return Transition(
+                    AlertState.RESOLVED, ep, f"{ep.normal_streak} consecutive normal windows"
+                )
+            if event_time_ms - ep.last_anomalous_ms >= self._resolve_ms:
+                del self._open[source_id]
+                return Transition(
+                    AlertState.RESOLVED,
+                    ep,
+                    f"no anomalous window for {self._settings.resolve_after_s:g} s",
+                )
+        shift_after = self._settings.shift_after_windows
+        if shift_after and ep.windows >= shift_after:
             del self._open[source_id]
             return Transition(
                 AlertState.RESOLVED,
                 ep,
-                f"no anomalous window for {self._settings.resolve_after_s:g} s",
+                f"sustained shift: still open after {ep.windows} windows "
+                f"(shift_after_windows={shift_after}); accepted as the new normal",
+                shift=True,
             )
+        if flagged and event_time_ms - ep.last_update_ms >= self._ongoing_ms:
+            ep.last_update_ms = event_time_ms
+            return Transition(AlertState.ONGOING, ep)
         return None
 
     def sweep_idle(self, now_ms: int) -> list[tuple[str, Transition]]:

@@ -31,12 +31,12 @@ from detector.core import (
     ScoreArrays,
     Scorer,
 )
+from detector.core import build_core as make_core
 from detector.events import encode_event
 from detector.kafka_io import KafkaIO, PublishError, offsets_after
 from detector.metrics import DetectorMetrics, HealthServer
 from detector.model import ScoreResult
 from detector.settings import DetectorSettings
-from detector.threshold import ThresholdBank
 
 __all__ = ["DetectorService", "build_core"]
 
@@ -44,15 +44,10 @@ log = structlog.get_logger()
 
 
 def build_core(settings: DetectorSettings, manifest: Manifest) -> DetectorCore:
-    """The pure core for a bundle, with thresholds warm-started from its reference errors."""
-    bank = ThresholdBank(
-        settings.threshold,
-        np.asarray(manifest.reference_errors.sample, dtype=np.float64),
-        manifest.threshold.value,
-    )
-    return DetectorCore(
+    """The pure core for a bundle, with the service's settings."""
+    return make_core(
         manifest,
-        bank,
+        settings.threshold,
         settings.lifecycle,
         max_message_bytes=settings.max_message_bytes,
         state_interval_ms=int(settings.state_interval_s * 1000),

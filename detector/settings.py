@@ -51,6 +51,15 @@ class LifecycleSettings(BaseModel):
         300.0, gt=0, description="Event time without an anomalous window that resolves it."
     )
     top_k: int = Field(5, ge=1, le=50, description="Contributing steps/channels in an alert.")
+    shift_after_windows: int = Field(
+        300,
+        ge=0,
+        description="An episode still open after this many windows is a sustained shift, not "
+        "an incident: it is resolved with that reason, a 'shift_accepted' event is published, "
+        "and its windows are learnt as the source's new normal (the threshold follows). "
+        "Incidents longer than this are reported for this long, then absorbed. 0: never (the "
+        "threshold stays frozen for as long as the episode lasts; not recommended).",
+    )
 
 
 class DetectorSettings(BaseSettings):

@@ -94,6 +94,7 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
+from detector.adaptive import ReferenceTail, adaptive_value, log_level, reference_tail
 from detector.drift import change_point, drift_test, rank_shift_z
 from detector.errors import ConfigError
 from detector.events import DriftDetected, Event, RetrainRecommended, ThresholdRecalibrated
@@ -151,6 +152,9 @@ class ThresholdBank:
         if not np.all(np.isfinite(ref)):
             raise ConfigError("the reference scores hold NaN or infinite values")
         self.config = config
+        self._adaptive: ReferenceTail | None = None
+        if config.method == "adaptive" and ref.shape[0]:
+            self._adaptive = reference_tail(ref, config.target_far)
         self._ref_sorted = np.sort(ref)
         digest = hashlib.sha256(self._ref_sorted.tobytes())
         digest.update(struct.pack("<d", recommended))
@@ -163,9 +167,9 @@ class ThresholdBank:
         self._evictions = 0
         self._ewma_k = 1.0 - 0.5 ** (1.0 / config.window)  # half-life: one window
         self._alpha = config.drift_alpha
-        self._capacity0 = min(256, config.window)
         # hot-path copies of settings (attribute look-ups on the pydantic model cost more)
-        self._window = config.window
+        self._window = config.level_window if self._adaptive is not None else config.window
+        self._capacity0 = min(256, self._window)
         self._recal_every = config.recalibrate_every
         self._min_samples = config.min_samples
         self._drift_every = config.drift_check_every
@@ -217,7 +221,14 @@ class ThresholdBank:
     # -- the hot path ----------------------------------------------------------------------
 
     def update(
-        self, source_id: str, score: float, now_ms: int, *, flagged: bool, episode_open: bool
+        self,
+        source_id: str,
+        score: float,
+        now_ms: int,
+        *,
+        flagged: bool,
+        episode_open: bool,
+        shift: bool = False,
     ) -> list[Event]:
         """Learn from one scored window (every window, in stream order per source).
 
@@ -230,6 +241,9 @@ class ThresholdBank:
                 follows a window neither flagged nor in an episode is treated as the episode's
                 opening window (it enters censored), whether the caller reports the episode
                 state before or after it.
+            shift: the episode that this window closes was declared a sustained shift by the
+                lifecycle (``adaptive``: its held-back windows are learnt at once; the other
+                methods resume learning, as after any episode).
 
         Returns:
             Events to publish (usually none).
@@ -246,8 +260,13 @@ class ThresholdBank:
         if flagged:
             st.flagged += 1
         opening = flagged and not (st.prev_open or st.prev_flagged)
+        was_open = st.prev_open
         st.prev_open = episode_open
         st.prev_flagged = flagged
+        if self._adaptive is not None:
+            return self._adaptive_update(
+                source_id, st, score, now_ms, flagged, episode_open, opening, was_open, shift
+            )
         if episode_open and not opening:
             st.excl_episode += 1
             return []
@@ -258,21 +277,7 @@ class ThresholdBank:
         if flagged:  # censored: "above the threshold in force", stored as minus that value
             st.censored += 1
             score = -min(score, st.value)
-        buf = st.buf
-        n = st.n
-        window = self._window
-        if n < window:
-            if n == buf.shape[0]:
-                grown = np.empty(min(2 * n, window), dtype=np.float32)
-                grown[:n] = buf
-                st.buf = buf = grown
-            buf[n] = score
-            st.n = n + 1
-            st.pos = (n + 1) % window
-        else:
-            pos = st.pos
-            buf[pos] = score
-            st.pos = pos + 1 if pos + 1 < window else 0
+        st.push(score, self._window)
         st.accepted += 1
         st.since_recal += 1
         st.since_drift += 1
@@ -282,6 +287,101 @@ class ThresholdBank:
         if st.since_recal < due and st.since_drift < self._drift_every:
             return []
         return self._maintain(source_id, st, now_ms)
+
+    # -- the adaptive method (detector.adaptive) ---------------------------------------------
+
+    def _adaptive_update(
+        self,
+        source_id: str,
+        st: SourceState,
+        score: float,
+        now_ms: int,
+        flagged: bool,
+        episode_open: bool,
+        opening: bool,
+        was_open: bool,
+        shift: bool,
+    ) -> list[Event]:
+        cfg = self.config
+        if not score >= 0.0 or score == math.inf:  # NaN, inf, negative: not a score
+            st.invalid += 1
+            return []
+        # The realised rate: every window outside an episode counts, and inside one its
+        # flagged windows up to the episode's budget (see detector.adaptive, step 3).
+        if opening:
+            st.ep_spent = 0
+        if not was_open or opening or not flagged:
+            st.counted += 1
+            if flagged:
+                st.errs += 1
+                st.ep_spent += 1
+        elif st.ep_spent < cfg.margin_episode_budget:
+            st.counted += 1
+            st.errs += 1
+            st.ep_spent += 1
+        if episode_open:  # held back until the episode ends (step 4)
+            st.excl_episode += 1
+            st.pending.append(-score if flagged else score)
+            return []
+        st.flag_ewma += ((1.0 if flagged else 0.0) - st.flag_ewma) * self._ewma_k
+        window = self._window
+        learnt = 1
+        if st.pending:
+            held = st.pending
+            st.pending = []
+            for value in held:
+                if value >= 0.0 or shift:  # an incident's flagged windows are forgotten
+                    st.push(abs(value), window)
+                    learnt += 1
+        st.push(score, window)
+        st.accepted += learnt
+        st.since_recal += learnt
+        if shift:
+            return self._adaptive_recalibrate(source_id, st, now_ms, "shift")
+        if st.own:
+            if st.since_recal < cfg.level_every:
+                return []
+            return self._adaptive_recalibrate(source_id, st, now_ms, "scheduled")
+        if st.n < cfg.level_min_samples:
+            return []
+        return self._adaptive_recalibrate(source_id, st, now_ms, "first")
+
+    def _adaptive_recalibrate(
+        self, source_id: str, st: SourceState, now_ms: int, reason: str
+    ) -> list[Event]:
+        cfg = self.config
+        tail = self._adaptive
+        assert tail is not None
+        st.since_recal = 0
+        if st.n == 0:
+            return []
+        if st.own and st.counted:
+            step = cfg.margin_rate * (st.errs - cfg.target_far * st.counted)
+            st.margin = min(max(st.margin * math.exp(step), cfg.margin_min), cfg.margin_max)
+        st.errs = st.counted = 0  # the rate against the global fallback says nothing here
+        level, spread = log_level(st.buf[: st.n])
+        estimate = adaptive_value(level, spread, st.margin, tail)
+        st.recals += 1
+        st.calibrated_at_ms = now_ms
+        st.last_path = "level"
+        if not (math.isfinite(estimate) and estimate > 0):
+            return []
+        old = st.value
+        first = not st.own
+        if not first and abs(estimate - old) <= cfg.min_change_ratio * old:
+            return []
+        st.value = estimate
+        st.own = True
+        st.info = ThresholdInfo(estimate, "adaptive", cfg.target_far, st.n, now_ms, "source")
+        events: list[Event] = [
+            ThresholdRecalibrated(
+                source_id=source_id, at_ms=now_ms, old=old, new=estimate, method="adaptive",
+                target_far=cfg.target_far, samples_used=st.n, reason=reason, estimate=estimate,
+                estimator="level", margin=st.margin,
+            )
+        ]  # fmt: skip
+        self._check_retrain(source_id, st, now_ms, events)
+        return events
 
     # -- recalibration and drift -----------------------------------------------------------
 
@@ -533,7 +633,7 @@ class ThresholdBank:
             source_id,
             data,
             fingerprint=self._fingerprint,
-            window=cfg.window,
+            window=self._window,
             capacity=self._capacity0,
         )
         info = st.info  # set when the snapshot's threshold was the source's own
@@ -543,6 +643,13 @@ class ThresholdBank:
             st.own, st.info, st.value = False, None, self._global.value
         elif info is not None and (info.method != cfg.method or info.target_far != cfg.target_far):
             st.since_recal = cfg.recalibrate_every  # settings changed: recalibrate at once
+            if (info.method == "adaptive") != (cfg.method == "adaptive"):
+                # the other family's ring means something else (censored entries, or none):
+                # keep only plain scores, and start the source's own threshold afresh
+                plain = st.chronological(self._window)
+                st.keep_only(plain[plain >= 0], self._window)
+                st.own, st.info, st.value = False, None, self._global.value
+                st.pending, st.errs, st.counted, st.ep_spent, st.margin = [], 0, 0, 0, 1.0
         self._hold(source_id, st)
         self._dirty.discard(source_id)
 
@@ -554,6 +661,10 @@ class ThresholdBank:
                                "global")  # fmt: skip
         if cfg.method == "static" or ref.shape[0] == 0:
             return static
+        if self._adaptive is not None:  # the same formula as a source's, at the reference level
+            level, spread = log_level(ref)
+            value = adaptive_value(level, spread, 1.0, self._adaptive)
+            return ThresholdInfo(value, "adaptive", cfg.target_far, ref.shape[0], None, "global")
         if cfg.method == "quantile":
             if ref.shape[0] * cfg.target_far < 5:
                 return static  # too few reference scores to resolve the rate

@@ -17,7 +17,7 @@ from detector.drift import per_test_alpha
 
 __all__ = ["Method", "SourceStats", "ThresholdConfig", "ThresholdInfo"]
 
-Method = Literal["static", "quantile", "spot"]
+Method = Literal["static", "quantile", "spot", "adaptive"]
 
 
 class ThresholdConfig(BaseModel):
@@ -25,7 +25,13 @@ class ThresholdConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Method = Field("quantile", description="'static', 'quantile' or 'spot'.")
+    method: Method = Field(
+        "adaptive",
+        description="'adaptive' (the source's own score level with the bundle's tail and an "
+        "online correction of the realised rate; see detector.adaptive), 'static' (the "
+        "bundle's threshold), 'quantile' or 'spot' (a quantile of the source's own normal "
+        "scores, read off its window or extrapolated with a GPD tail).",
+    )
     target_far: float = Field(
         0.01,
         gt=0,
@@ -52,6 +58,33 @@ class ThresholdConfig(BaseModel):
     )
     prior_weight: int = Field(
         500, ge=0, description="Bundle reference points topping up a source's window (warm start)."
+    )
+    level_window: int = Field(
+        1000,
+        ge=50,
+        le=1_000_000,
+        description="adaptive: newest learnt scores whose median and spread set the level.",
+    )
+    level_min_samples: int = Field(
+        50, ge=10, description="adaptive: learnt windows before a source's first own threshold."
+    )
+    level_every: int = Field(
+        10, ge=1, description="adaptive: learnt windows between recalibrations."
+    )
+    margin_rate: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="adaptive: how fast the margin corrects the realised flag rate towards "
+        "the target (0: never; the bundle's tail alone).",
+    )
+    margin_min: float = Field(0.1, gt=0, description="adaptive: smallest margin factor.")
+    margin_max: float = Field(10.0, gt=1, description="adaptive: largest margin factor.")
+    margin_episode_budget: int = Field(
+        10,
+        ge=1,
+        description="adaptive: flagged windows of one episode that count against the rate "
+        "(one long incident must not raise the bar for the rest of the stream).",
     )
     max_sources: int = Field(10_000, ge=1, description="Sources kept; least recently used evicted.")
     tail_fraction: float = Field(
@@ -108,6 +141,10 @@ class ThresholdConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ThresholdConfig:
+        if self.level_min_samples > self.level_window:
+            raise ValueError("level_min_samples must not exceed level_window")
+        if self.margin_min >= 1.0:
+            raise ValueError("margin_min must be below 1")
         if self.min_samples > self.window:
             raise ValueError("min_samples must not exceed window")
         if self.drift_statistic != "off" and self.drift_recent + self.drift_reference_min > (

@@ -31,7 +31,7 @@ __all__ = [
     "encode_snapshot",
 ]
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: the adaptive method's margin, counts and held-back scores
 _MAGIC = b"THRS"
 _PREFIX = struct.Struct("<4sBI")  # magic, version, header length
 
@@ -44,11 +44,11 @@ class SourceState:
     """Mutable per-source state. Every field is in the snapshot."""
 
     __slots__ = (
-        "accepted", "buf", "calibrated_at_ms", "censored", "drift_armed", "drift_detections",
-        "drift_p", "drift_value", "excl_episode", "expected_censored", "flag_ewma", "flagged",
-        "info", "invalid", "last_ms", "last_path", "n", "own", "pos", "prev_flagged",
-        "prev_open", "recals", "retrain_armed", "seen", "since_drift", "since_recal", "value",
-        "warm",
+        "accepted", "buf", "calibrated_at_ms", "censored", "counted", "drift_armed",
+        "drift_detections", "drift_p", "drift_value", "ep_spent", "errs", "excl_episode",
+        "expected_censored", "flag_ewma", "flagged", "info", "invalid", "last_ms", "last_path",
+        "margin", "n", "own", "pending", "pos", "prev_flagged", "prev_open", "recals",
+        "retrain_armed", "seen", "since_drift", "since_recal", "value", "warm",
     )  # fmt: skip
 
     def __init__(self, value: float, capacity: int) -> None:
@@ -80,6 +80,31 @@ class SourceState:
         self.drift_p: float | None = None
         self.drift_detections = 0
         self.retrain_armed = True
+        # adaptive (detector.adaptive): the margin and the flags counted since the last
+        # recalibration, the flags the open episode has spent of its budget, and the scores
+        # held back while it is open (a flagged one stored as minus its score).
+        self.margin = 1.0
+        self.errs = 0
+        self.counted = 0
+        self.ep_spent = 0
+        self.pending: list[float] = []
+
+    def push(self, score: float, window: int) -> None:
+        """Append one entry to the ring of ``window`` entries (growing it on demand)."""
+        buf = self.buf
+        n = self.n
+        if n < window:
+            if n == buf.shape[0]:
+                grown = np.empty(min(2 * n, window), dtype=np.float32)
+                grown[:n] = buf
+                self.buf = buf = grown
+            buf[n] = score
+            self.n = n + 1
+            self.pos = (n + 1) % window
+        else:
+            pos = self.pos
+            buf[pos] = score
+            self.pos = pos + 1 if pos + 1 < window else 0
 
     def chronological(self, window: int) -> npt.NDArray[np.float32]:
         """The window's entries, oldest first (a view while the ring is not yet full)."""
@@ -136,7 +161,7 @@ _PERSISTED = (
     "last_path", "expected_censored",
     "invalid", "since_recal", "since_drift", "recals", "prev_open", "prev_flagged", "flag_ewma",
     "last_ms", "calibrated_at_ms", "drift_armed", "drift_value", "drift_p", "drift_detections",
-    "retrain_armed",
+    "retrain_armed", "margin", "errs", "counted", "ep_spent", "pending",
 )  # fmt: skip
 
 
@@ -175,6 +200,11 @@ class _SnapshotHeader(BaseModel):
     drift_p: float | None
     drift_detections: int = Field(ge=0)
     retrain_armed: bool
+    margin: float = Field(gt=0)
+    errs: int = Field(ge=0)
+    counted: int = Field(ge=0)
+    ep_spent: int = Field(ge=0)
+    pending: list[float]
 
 
 def encode_snapshot(

@@ -1,4 +1,5 @@
-"""ThresholdBank's contract: fallback, protection, bounded steps, LRU, dirty set, persistence."""
+"""ThresholdBank's contract (quantile method): fallback, protection, bounded steps, LRU, dirty set,
+persistence. The adaptive method's own contract is in test_threshold_adaptive.py."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from detector.threshold import (
 )
 
 REF = np.random.default_rng(100).gamma(8, size=2000)
-SMALL = {"window": 1000, "min_samples": 200, "recalibrate_every": 50, "drift_check_every": 250,
+SMALL = {"method": "quantile", "window": 1000, "min_samples": 200, "recalibrate_every": 50, "drift_check_every": 250,
          "drift_recent": 400, "drift_reference_min": 400}  # fmt: skip
 
 
@@ -96,7 +97,7 @@ def test_warm_start_comes_from_the_bundle() -> None:
     spot = bank(method="spot").global_info
     assert spot.method == "spot" and abs(spot.value / q.value - 1) < 0.1
     # too small a reference to resolve the rate: the bundle's recommendation
-    tiny = ThresholdBank(ThresholdConfig(), REF[:100], 15.5).global_info
+    tiny = ThresholdBank(ThresholdConfig(method="quantile"), REF[:100], 15.5).global_info
     assert (tiny.value, tiny.method) == (15.5, "static")
 
 

@@ -1,0 +1,139 @@
+"""The ``adaptive`` threshold: a source's own score level, the bundle's tail, a kept promise.
+
+Why not a quantile of the source's own scores: a 1% quantile needs hundreds of normal windows
+before it means anything, so on a short or drifting stream a source sits on the bundle's
+threshold for most of its life; and the windows it flags must be left out of what it learns
+(or anomalies raise the bar), which censors the top of the distribution and walks the
+threshold down (the *downward ratchet*). On real recordings whose normal behaviour drifts from
+the training rows that failed both ways (``issues show 13``).
+
+What this method does instead, per source (all in log-score space, where a drift that scales
+the reconstruction errors is a shift):
+
+1. **Level and spread from the bulk.** The median and the MAD of the newest ``level_window``
+   learnt log-scores. The bulk is learnt from tens of windows, and a few percent of anomalies
+   hardly move it (no censoring needed, so no ratchet).
+2. **Tail shape from the bundle.** ``k``: the ``1 - target_far`` quantile of the bundle's
+   held-out normal log-scores standardised the same way (median, MAD). That sample is large and
+   clean; the stream's own is neither. Where it cannot resolve the rate (fewer than 5 expected
+   exceedances) an exponential tail fitted to its top is extrapolated.
+3. **The promise kept online.** ``threshold = exp(level + margin * k * spread)``. ``margin``
+   starts at 1 and is corrected at every recalibration by the realised flag rate since the
+   last one, ``margin *= exp(margin_rate * (flags - target_far * windows))``: an online,
+   bounded version of adaptive conformal inference (Gibbs and Candes, NeurIPS 2021), whose
+   long-run flag rate equals the target whatever the data does, as long as the margin stays
+   inside ``margin_bounds``. Windows of an open episode count only up to
+   ``margin_episode_budget`` flags (the *alert budget* of one episode), so one long real
+   incident cannot push the bar up for the rest of the stream. The loop cannot tell an
+   incident from a false alarm: incidents spend the same budget, so where they are about as
+   frequent as the target rate the realised rate on normal windows ends up below the target
+   (the detector is then stricter than promised, never looser).
+4. **What is learnt.** Every window outside an episode. Windows inside an episode are held
+   back: when the episode resolves, its unflagged windows are learnt and its flagged ones
+   forgotten (an incident teaches nothing about normal); when the lifecycle declares it a
+   sustained shift (``DETECTOR_LIFECYCLE__SHIFT_AFTER_WINDOWS``), all of them are learnt and
+   the level is recomputed at once. Learning therefore pauses during an incident but never
+   for longer than that setting: no freeze deadlock.
+
+The threshold changes only at a recalibration (every ``level_every`` learnt windows, or at a
+sustained shift), and only by more than ``min_change_ratio``: the same stream gives the same
+thresholds however it is batched. Pure: numpy and the standard library.
+
+Examples:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> tail = reference_tail(rng.gamma(8, size=2000), 0.01)
+    >>> round(tail.k, 2) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "MAD_SCALE",
+    "ReferenceTail",
+    "adaptive_value",
+    "log_level",
+    "reference_tail",
+]
+
+MAD_SCALE = 1.4826  # MAD of a normal sample times this estimates its standard deviation
+_FLOOR = 1e-30  # scores are clamped here before the log (a perfect reconstruction scores 0)
+_MIN_RESOLVED = 5  # expected reference exceedances needed to read the quantile off the sample
+_SPREAD_FLOOR = 0.1  # a source's spread never goes below this share of the reference's
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceTail:
+    """The bundle's normal tail, standardised.
+
+    Attributes:
+        k: the ``1 - q`` quantile of the standardised reference log-scores.
+        spread: the reference log-scores' scaled MAD (the floor of a source's spread is a
+            share of it).
+        resolved: False when the reference is too small to read the rate off the sample
+            (an exponential tail was extrapolated instead).
+    """
+
+    k: float
+    spread: float
+    resolved: bool
+
+
+def _logs(scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    x = np.asarray(scores, dtype=np.float64)
+    logs: npt.NDArray[np.float64] = np.log(np.maximum(x, _FLOOR))
+    return logs
+
+
+def log_level(scores: npt.ArrayLike) -> tuple[float, float]:
+    """Median and scaled MAD of the log-scores.
+
+    >>> m, d = log_level([1.0, np.e, np.e ** 2])
+    >>> round(m, 6), round(d, 4)
+    (1.0, 1.4826)
+    """
+    logs = _logs(scores)
+    med = float(np.median(logs))
+    return med, MAD_SCALE * float(np.median(np.abs(logs - med)))
+
+
+def reference_tail(reference: npt.ArrayLike, q: float) -> ReferenceTail:
+    """Standardise the bundle's reference scores and read the ``1 - q`` quantile off them.
+
+    With fewer than ``5 / q`` reference scores the quantile is extrapolated from an
+    exponential tail fitted to the top 10% of the standardised sample (its mean excess).
+    """
+    logs = _logs(reference)
+    if logs.shape[0] == 0:
+        raise ValueError("the bundle holds no reference scores")
+    med, spread = log_level(np.exp(logs))
+    if not spread > 0:
+        spread = max(float(np.std(logs)), 1e-6)
+    z = np.sort((logs - med) / spread)
+    n = z.shape[0]
+    if n * q >= _MIN_RESOLVED:
+        return ReferenceTail(float(np.quantile(z, 1.0 - q)), spread, True)
+    top = max(2, n // 10)
+    anchor = float(z[-top])
+    excess = float(np.mean(z[-top + 1 :] - anchor)) if top > 1 else 1.0
+    p_anchor = top / n
+    k = anchor + max(excess, 1e-6) * math.log(p_anchor / q) if q < p_anchor else anchor
+    return ReferenceTail(k, spread, False)
+
+
+def adaptive_value(level: float, spread: float, margin: float, tail: ReferenceTail) -> float:
+    """The threshold for a source's level, spread and margin (spread floored, see above).
+
+    >>> tail = ReferenceTail(k=2.0, spread=1.0, resolved=True)
+    >>> round(adaptive_value(0.0, 0.5, 1.0, tail), 4)  # exp(0 + 1 * 2 * 0.5)
+    2.7183
+    """
+    d = max(spread, _SPREAD_FLOOR * tail.spread)
+    return math.exp(level + margin * tail.k * d)
