@@ -18,12 +18,31 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.kafka_helpers import create_topic, unique_name
 
 REPO = Path(__file__).resolve().parent.parent
 _BROKER: dict[str, str] = {}
 _INTEGRATION: set[str] = set()  # kind and address of the session's broker, for the summary
+
+# Property-based tests (hypothesis): "ci", the default, keeps them to seconds so they run in
+# every test run; HYPOTHESIS_PROFILE=long explores much further (minutes, for benchmarks).
+settings.register_profile(
+    "ci",
+    max_examples=150,
+    deadline=None,  # a shared 2-core machine: timing is not what these tests check
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile(
+    "long",
+    max_examples=3000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _docker_answers() -> bool:
