@@ -28,8 +28,10 @@ from types import FrameType
 from typing import Any
 
 import orjson
+import structlog
 from pydantic import ValidationError
 
+from detector.datafile import TIME_POLICIES, parse_row_range
 from detector.errors import DetectorError
 from detector.kafka_config import parse_extra_options
 from detector.log import configure_logging
@@ -127,9 +129,30 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--stride", "--step", dest="stride", type=int, help="rows between windows (the window)"
     )
-    rep.add_argument("--time-column", help="timestamp column (sensor CSV; default: by name)")
-    rep.add_argument("--label-column", help="label column (sensor CSV; default 'label' if any)")
-    rep.add_argument("--columns", help="comma-separated channel columns (default: the others)")
+    rep.add_argument("--time-column", help="time column (sensor CSV; default: by name)")
+    rep.add_argument(
+        "--label-column",
+        help="label column, 1 = anomalous (sensor CSV; default 'label' or 'is_anomaly' if any)",
+    )
+    rep.add_argument(
+        "--columns", help="comma-separated channel columns (sensor CSV; default: the numeric ones)"
+    )
+    rep.add_argument(
+        "--source-column",
+        help="source id column (sensor CSV): windows are cut within each source, keyed by it",
+    )
+    rep.add_argument(
+        "--rows",
+        metavar="A:B",
+        help="only data rows A to B-1 (0-based; either side optional, e.g. 400:)",
+    )
+    rep.add_argument(
+        "--time-policy",
+        choices=list(TIME_POLICIES),
+        default="clamp",
+        help="times that repeat or go back: clamp (default: previous time + 1 ms), drop the "
+        "row, or error",
+    )
     rep.add_argument("--delimiter", choices=[",", ";"], help="separator (default: detected)")
     rep.add_argument("--source-id", help="record key, or its prefix with --sources (file name)")
     rep.add_argument("--loop", action="store_true", help="start over at the end, until a limit")
@@ -137,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
         "--event-time",
         choices=["send", "file"],
         default="send",
-        help="event time: the wall clock at send, or the file's timestamps (sensor CSV)",
+        help="event time: the wall clock at send, or the file's (its rows' times; row * 1 s "
+        "for files without times)",
     )
     _common(rep)
     return parser
@@ -239,6 +263,10 @@ def _simulated(args: argparse.Namespace, settings: ProducerSettings) -> Iterator
 
 def _replayed(args: argparse.Namespace, settings: ProducerSettings) -> Iterator[WindowBatch]:
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    try:
+        rows = parse_row_range(args.rows) if args.rows is not None else None
+    except ValueError as exc:
+        raise ProducerInputError(f"--rows: {exc}") from exc
     windows: LabeledWindows = read_windows(
         args.file,
         args.format,
@@ -248,7 +276,12 @@ def _replayed(args: argparse.Namespace, settings: ProducerSettings) -> Iterator[
         label_column=args.label_column,
         columns=columns,
         delimiter=args.delimiter,
+        source_column=args.source_column,
+        rows=rows,
+        time_policy=args.time_policy,
     )
+    for note in windows.notes:
+        structlog.get_logger().warning("producer.data_note", note=note)
     if args.event_time == "file" and windows.time_ms is None and args.out is None:
         raise ProducerInputError("--event-time file needs a file with timestamps (a sensor CSV)")
     return replay_batches(

@@ -1,20 +1,19 @@
 """Replay: files of windows with known truth, turned into streams.
 
-Formats (``auto`` picks by suffix, ``.npz``, or by the first line: all numbers is the ECG5000
-layout, otherwise a header row, a sensor CSV):
+Files are parsed and windowed by :mod:`detector.datafile` only, the one reader that training
+and the backtest use too, so a file replays to the same windows it trains and backtests to
+(see that module for the formats, delimiters, label/time/source columns, row ranges and the
+time policy for times that repeat or go back: ``clamp`` by default):
 
 * **ECG5000 layout**: no header, one beat per row, the samples then the label in the last
-  column. The label follows the data set's convention, ``1`` = normal: in the TensorFlow
-  tutorial's file the other value is ``0`` (abnormal); in the 5-class file it is the UCR class
-  (2 R-on-T PVC, 3 PVC, 4 SP/EB, 5 unclassified), which becomes the anomaly type.
+  column, ``1`` = normal; ``0`` (the tutorial's file) or the UCR class (2 R-on-T PVC, 3 PVC,
+  4 SP/EB, 5 unclassified: the 5-class file) is anomalous and becomes the anomaly type.
 * **Sensor CSV**: a timestamped multichannel series with an optional label column, cut into
-  sliding windows (see :mod:`producer.sensor_csv`).
-* **NPZ**: windows already cut, as :mod:`producer.filesink` writes them (``windows``,
-  optional ``labels``, ``channel_names``, ``anomaly_types``).
+  windows of ``--window`` rows every ``--stride`` rows; text labels become anomaly types.
+* **NPZ**: windows already cut, as :mod:`producer.filesink` writes them.
 
-The replayer parses files itself (numpy and the standard library only), so the producer does
-not depend on the training package. Every problem with a file is a
-:class:`~producer.errors.ProducerInputError` naming the file (and the line, for text).
+Every problem with a file is a :class:`~producer.errors.ProducerInputError` naming the file
+(and the line, for text).
 
 Examples:
     >>> import pathlib, tempfile
@@ -35,15 +34,12 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
+import numpy.typing as npt
 
+from detector import datafile
+from detector.datafile import ECG5000_CLASSES, TimePolicy
+from detector.errors import DataFileError
 from producer.errors import ProducerInputError
-from producer.sensor_csv import (
-    parse_number,
-    read_lines,
-    read_sensor_csv,
-    sliding_windows,
-    sniff_delimiter,
-)
 from producer.windows import NO_ANOMALY, LabeledWindows, WindowBatch, concat_batches
 
 __all__ = [
@@ -53,8 +49,6 @@ __all__ = [
     "ReplayFormat",
     "detect_format",
     "load_replay",
-    "read_ecg5000",
-    "read_npz",
     "read_windows",
     "replay_batches",
 ]
@@ -62,59 +56,6 @@ __all__ = [
 ReplayFormat = Literal["auto", "ecg5000", "csv", "npz"]
 REPLAY_FORMATS: tuple[str, ...] = get_args(ReplayFormat)
 REPLAY_REGIME = "replay"
-ECG5000_CLASSES = {2: "r_on_t_pvc", 3: "pvc", 4: "sp_eb", 5: "unclassified"}
-
-
-def read_ecg5000(path: Path) -> LabeledWindows:
-    """Read an ECG5000-layout CSV: one beat per row, the label last (1 = normal).
-
-    Raises:
-        ProducerInputError: the file is missing, unreadable or malformed.
-    """
-    lines = read_lines(path)
-    delimiter = sniff_delimiter(lines[0])
-    rows: list[list[float]] = []
-    line_nos: list[int] = []
-    width: int | None = None
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        line_nos.append(line_no)
-        cells = line.split(delimiter)
-        if width is None:
-            width = len(cells)
-            if width < 3:
-                raise ProducerInputError(
-                    f"{path}: line {line_no} has {width} columns; an ECG5000-layout row "
-                    "needs samples and a label (at least 3 columns)"
-                )
-        elif len(cells) != width:
-            raise ProducerInputError(
-                f"{path}: line {line_no} has {len(cells)} columns, expected {width}"
-            )
-        rows.append([parse_number(c, path, line_no, str(i + 1)) for i, c in enumerate(cells)])
-    data = np.asarray(rows, dtype=np.float64)
-    raw = data[:, -1]
-    if not np.all(raw == np.round(raw)) or raw.min() < 0:
-        bad = int(np.argmax((raw != np.round(raw)) | (raw < 0)))
-        raise ProducerInputError(
-            f"{path}: line {line_nos[bad]}: label {float(raw[bad]):g} is not a class number "
-            "(1 = normal)"
-        )
-    classes = raw.astype(np.int64)
-    five_class = bool(classes.max() > 1)
-    types = [
-        NO_ANOMALY
-        if c == 1
-        else (ECG5000_CLASSES.get(int(c), f"class_{c}") if five_class else "abnormal")
-        for c in classes.tolist()
-    ]
-    return LabeledWindows(
-        values=data[:, :-1, None].astype(np.float32),
-        labels=(classes != 1).astype(np.int8),
-        anomaly_types=types,
-        channel_names=("ecg",),
-    )
 
 
 def replay_batches(
@@ -125,32 +66,43 @@ def replay_batches(
     loop: bool = False,
     batch_size: int = 1024,
 ) -> Iterator[WindowBatch]:
-    """The file's windows as a stream: sources round-robin, ``seq`` per source from 0.
+    """The file's windows as a stream: sources round-robin (or the file's own sources, when
+    it was read with a source column), ``seq`` per source from 0.
 
     Args:
         windows: what a reader returned.
         n_sources: sources to spread the windows over: ``source_prefix`` itself when there is
-            one, else ``f"{source_prefix}-{i}"``.
+            one, else ``f"{source_prefix}-{i}"``. Must be 1 when the windows carry their own
+            sources.
         source_prefix: the source id, or its prefix.
-        loop: start again at the first window after the last, forever.
+        loop: start again at the first window after the last, forever (``seq`` goes on).
         batch_size: windows per batch.
     """
     if n_sources < 1:
         raise ProducerInputError(f"need at least one source, got {n_sources}")
+    if windows.source_ids is not None and n_sources != 1:
+        raise ProducerInputError("--sources does not apply when the file names its sources")
     ids = [source_prefix] if n_sources == 1 else [f"{source_prefix}-{i}" for i in range(n_sources)]
     total = len(windows.labels)
     if total == 0:
         raise ProducerInputError("the file holds no complete window")
     passes = itertools.count() if loop else range(1)
     position = 0  # windows emitted so far, over every pass
+    next_seq: dict[str, int] = {}  # per file source
     for _ in passes:
         for start in range(0, total, batch_size):
             stop = min(total, start + batch_size)
             index = np.arange(position, position + stop - start, dtype=np.int64)
             position += stop - start
+            if windows.source_ids is None:
+                sources = [ids[i] for i in (index % n_sources).tolist()]
+                seqs = index // n_sources
+            else:
+                sources = list(windows.source_ids[start:stop])
+                seqs = _per_source_seqs(sources, next_seq)
             yield WindowBatch(
-                source_ids=[ids[i] for i in (index % n_sources).tolist()],
-                seqs=index // n_sources,
+                source_ids=sources,
+                seqs=seqs,
                 values=windows.values[start:stop],
                 labels=windows.labels[start:stop],
                 anomaly_types=windows.anomaly_types[start:stop],
@@ -160,52 +112,12 @@ def replay_batches(
             )
 
 
-def read_npz(path: Path) -> LabeledWindows:
-    """Read windows already cut: ``windows`` (N, T, C) or (N, T), optional ``labels`` (1 =
-    anomalous), ``channel_names`` and ``anomaly_types``.
-
-    Raises:
-        ProducerInputError: the file is missing, unreadable or not of that layout.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except FileNotFoundError as exc:
-        raise ProducerInputError(f"{path}: no such file") from exc
-    except (OSError, ValueError, EOFError) as exc:
-        raise ProducerInputError(
-            f"{path}: not a readable .npz file of plain arrays: {exc}"
-        ) from exc
-    if "windows" not in arrays:
-        found = ", ".join(sorted(arrays)) or "none"
-        raise ProducerInputError(f"{path}: no 'windows' array (found: {found})")
-    values = arrays["windows"]
-    if values.ndim == 2:
-        values = values[:, :, None]
-    if values.ndim != 3 or not np.issubdtype(values.dtype, np.number):
-        raise ProducerInputError(
-            f"{path}: 'windows' is {values.dtype} of shape {values.shape}; expected numbers of "
-            "shape (N, T, C)"
-        )
-    if not np.isfinite(values).all():
-        raise ProducerInputError(f"{path}: 'windows' holds NaN or inf")
-    n, _, channels = values.shape
-    labels = np.zeros(n, dtype=np.int8)
-    if "labels" in arrays:
-        raw = np.asarray(arrays["labels"])
-        if raw.shape != (n,) or not np.isin(raw, (0, 1)).all():
-            raise ProducerInputError(f"{path}: 'labels' must be {n} values of 0 or 1")
-        labels = raw.astype(np.int8)
-    names = tuple(f"ch{i}" for i in range(channels))
-    if "channel_names" in arrays:
-        names = tuple(str(x) for x in np.asarray(arrays["channel_names"]).reshape(-1))
-        if len(names) != channels:
-            raise ProducerInputError(f"{path}: {len(names)} channel_names for {channels} channels")
-    if "anomaly_types" in arrays and np.asarray(arrays["anomaly_types"]).shape == (n,):
-        types = [str(t) for t in arrays["anomaly_types"]]
-    else:
-        types = ["labeled" if lbl else NO_ANOMALY for lbl in labels.tolist()]
-    return LabeledWindows(values.astype(np.float32), labels, types, names)
+def _per_source_seqs(sources: Sequence[str], next_seq: dict[str, int]) -> npt.NDArray[np.int64]:
+    out = np.empty(len(sources), dtype=np.int64)
+    for i, source in enumerate(sources):
+        out[i] = seq = next_seq.get(source, 0)
+        next_seq[source] = seq + 1
+    return out
 
 
 def detect_format(path: Path) -> ReplayFormat:
@@ -214,15 +126,10 @@ def detect_format(path: Path) -> ReplayFormat:
     Raises:
         ProducerInputError: the file cannot be read.
     """
-    if path.suffix.lower() == ".npz":
-        return "npz"
-    first = next((line for line in read_lines(path) if line.strip()), "")
-    cells = first.split(sniff_delimiter(first))
     try:
-        [float(c) for c in cells]
-    except ValueError:
-        return "csv"
-    return "ecg5000"
+        return datafile.detect_format(path)
+    except DataFileError as exc:
+        raise ProducerInputError(str(exc)) from exc
 
 
 def read_windows(
@@ -235,8 +142,15 @@ def read_windows(
     label_column: str | None = None,
     columns: Sequence[str] | None = None,
     delimiter: str | None = None,
+    source_column: str | None = None,
+    rows: tuple[int | None, int | None] | None = None,
+    time_policy: TimePolicy = "clamp",
 ) -> LabeledWindows:
-    """Read ``path`` in format ``fmt`` as labelled windows (CSVs need ``window``).
+    """Read ``path`` in format ``fmt`` as labelled windows (CSVs need ``window``), through
+    :func:`detector.datafile.read_windows`.
+
+    Each window carries its event time (the file's time of its last row; synthetic,
+    ``row * 1000 ms``, for files without times) and, with ``source_column``, its source.
 
     Raises:
         ProducerInputError: a bad file or impossible parameters.
@@ -245,24 +159,33 @@ def read_windows(
         raise ProducerInputError(
             f"unknown format {fmt!r}; choose one of {', '.join(REPLAY_FORMATS)}"
         )
-    if delimiter is not None and delimiter not in (",", ";"):
-        raise ProducerInputError(f"the separator must be ',' or ';', got {delimiter!r}")
-    if fmt == "auto":
-        fmt = detect_format(path)
-    if fmt == "npz":
-        return read_npz(path)
-    if fmt == "ecg5000":
-        return read_ecg5000(path)
-    if window is None:
-        raise ProducerInputError("a sensor CSV needs --window (rows per window)")
-    series = read_sensor_csv(
-        path,
-        time_column=time_column,
-        label_column=label_column,
-        columns=columns,
-        delimiter=delimiter,
+    try:
+        ws = datafile.read_windows(
+            path,
+            fmt=fmt,
+            window=window,
+            stride=step,
+            columns=columns,
+            label_column=label_column,
+            time_column=time_column,
+            source_column=source_column,
+            rows=rows,
+            time_policy=time_policy,
+            delimiter=delimiter,
+        )
+    except DataFileError as exc:
+        raise ProducerInputError(str(exc)) from exc
+    labels = ws.anomalous().astype(np.int8)
+    types = list(ws.anomaly_types) if ws.anomaly_types is not None else [NO_ANOMALY] * len(ws)
+    return LabeledWindows(
+        values=ws.values,
+        labels=labels,
+        anomaly_types=types,
+        channel_names=ws.channel_names,
+        time_ms=ws.event_time_ms,
+        source_ids=ws.source_ids if ws.source_column is not None else None,
+        notes=tuple(ws.notes()),
     )
-    return sliding_windows(series, window, step)
 
 
 def load_replay(

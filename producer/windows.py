@@ -136,7 +136,9 @@ class LabeledWindows:
         labels: (N,) int8, 1 anomalous.
         anomaly_types: (N,) ``"none"`` when normal.
         channel_names: the C channel names.
-        time_ms: (N,) each window's last timestamp, when the file has timestamps.
+        time_ms: (N,) each window's event time (its last row's time), when known.
+        source_ids: (N,) each window's source, when the file names them (a source column).
+        notes: warnings about the reading (time policy applied, text columns skipped).
     """
 
     values: npt.NDArray[np.float32]  # (N, T, C)
@@ -144,3 +146,5 @@ class LabeledWindows:
     anomaly_types: list[str]
     channel_names: tuple[str, ...]
     time_ms: npt.NDArray[np.int64] | None = None  # (N,) the window's last timestamp
+    source_ids: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()

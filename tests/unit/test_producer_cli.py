@@ -180,7 +180,7 @@ def test_malformed_replay_file_names_the_file_and_line(
     argv = ["replay", "--file", str(path), "--format", "csv", "--window", "2"]
     assert main([*argv, "--out", str(tmp_path / "x.npz")]) == 2
     err = capsys.readouterr().err
-    assert "broken.csv: line 3, column a: 'oops' is not a number" in err and "Traceback" not in err
+    assert "broken.csv: line 3: column a: 'oops' is not a number" in err and "Traceback" not in err
     assert not (tmp_path / "x.npz").exists()
 
 
@@ -197,5 +197,54 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path: Path) -> No
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"producer: error: {bad}: line 2 has 1 columns, expected 3"
+        f"producer: error: {bad}: line 2: 1 columns, expected 3 like the first row"
     ]
+
+
+def test_replay_flags_pick_rows_columns_sources_and_the_time_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = ["time,unit,flow,temp,changepoint,label"]
+    for i in range(40):
+        stamp = 1_700_000_000 + i - (3 if i == 21 else 0)  # line 23 goes back in time
+        rows.append(f"{stamp},u{i % 2},{i},{-i},{int(i == 10)},{int(i == 30)}")
+    src = tmp_path / "rig.csv"
+    src.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "rig.npz"
+    argv = ["replay", "--file", str(src), "--window", "4", "--rows", "8:", "--columns", "temp"]
+    argv += ["--source-column", "unit", "--event-time", "file"]
+    assert main([*argv, "--out", str(out)]) == 0
+    with np.load(out) as npz:
+        assert npz["windows"].shape == (8, 4, 1), "32 rows, 16 per unit: 4 windows each"
+        assert npz["channel_names"].tolist() == ["temp"]
+        assert npz["source_ids"].tolist() == ["u0", "u1"] * 4
+        assert npz["seqs"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+        assert npz["windows"][0, :, 0].tolist() == [-8, -10, -12, -14]
+        assert npz["labels"].tolist() == [0, 0, 0, 0, 1, 0, 0, 0]  # row 30: u0, rows 24-30
+        times = npz["event_time_ms"]
+        assert times[0] == (1_700_000_000 + 14) * 1000
+    assert main([*argv, "--time-policy", "error", "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err
+    assert f"producer: error: {src}: line 23: time " in err
+    assert "--time-policy clamp" in err and "Traceback" not in err
+    assert main([*argv[:-2], "--rows", "9", "--out", str(tmp_path / "y.npz")]) == 2
+    assert "--rows: rows '9': expected A:B" in capsys.readouterr().err
+
+
+def test_a_messy_file_replays_to_the_windows_it_trains_on(tmp_path: Path) -> None:
+    data = pytest.importorskip("training.data")
+    rows = ["timestamp;a;b;label"]
+    for i in range(50):
+        second = i - (2 if i % 9 == 4 else 0) - (1 if i % 13 == 6 else 0)  # back and repeats
+        rows.append(f"2024-05-01T00:{second // 60:02d}:{second % 60:02d};{i},25;{i % 4};0")
+    src = tmp_path / "messy.csv"
+    src.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "messy.npz"
+    argv = ["replay", "--file", str(src), "--window", "6", "--stride", "3", "--rows", "5:45"]
+    assert main([*argv, "--event-time", "file", "--out", str(out)]) == 0
+    trained = data.load_dataset(src, "csv", window=6, stride=3, rows=(5, 45))
+    assert trained.policy_touched > 0
+    with np.load(out) as npz:
+        np.testing.assert_array_equal(npz["windows"], trained.windows)
+        assert npz["channel_names"].tolist() == trained.channel_names == ["a", "b"]
+        assert np.all(np.diff(npz["event_time_ms"]) > 0)
