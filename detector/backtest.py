@@ -36,13 +36,17 @@ import numpy.typing as npt
 import orjson
 
 from detector.alerts import Alert
-from detector.core import DetectorCore, InputRecord, Prepared
+from detector.core import DetectorCore, InputRecord, Prepared, build_core
+from detector.errors import ConfigError
 from detector.events import Event, encode_event
 from detector.messages import encode_binary
+from detector.settings import LifecycleSettings
+from detector.threshold import ThresholdConfig
 
 __all__ = [
     "BacktestRun",
     "auroc",
+    "backtest_file",
     "episode_spans",
     "replay_records",
     "summarise",
@@ -411,3 +415,103 @@ def _timeline(
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def backtest_file(
+    bundle_dir: Path,
+    data_path: Path,
+    out: Path,
+    *,
+    threshold: ThresholdConfig,
+    lifecycle: LifecycleSettings,
+    read: dict[str, Any] | None = None,
+    score_from_row: int = 0,
+    topic: str = "backtest",
+    plot: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """``detector backtest``: read, replay through a fresh core, summarise, write ``out``.
+
+    Args:
+        bundle_dir: the model bundle.
+        data_path: the file (any format of :func:`detector.datafile.read_windows`).
+        out: the output folder (created).
+        threshold, lifecycle: the settings the service would run with.
+        read: keyword arguments for :func:`~detector.datafile.read_windows` (``window``
+            defaults to the bundle's).
+        score_from_row: windows whose last row is before this data row are not scored
+            (earlier rows are context only, e.g. the training rows).
+        topic: the topic name the alert ids are computed for.
+        plot: write ``timeline.png`` (needs matplotlib).
+        progress: called with one line of progress text now and then.
+
+    Returns:
+        The summary (also written to ``summary.json``).
+
+    Raises:
+        BundleError: the bundle cannot be loaded.
+        DataFileError: the file cannot be read.
+        ConfigError: the file does not fit the bundle (window length, channels), or no
+            window is left to score.
+    """
+    from detector.datafile import read_windows
+    from detector.model import load_bundle
+
+    say = progress or (lambda _line: None)
+    model = load_bundle(bundle_dir)
+    manifest = model.manifest
+    kwargs = {"window": manifest.window_size, **(read or {})}
+    data = read_windows(data_path, **kwargs)
+    if data.values.shape[1:] != (manifest.window_size, manifest.n_channels):
+        raise ConfigError(
+            f"{data_path}: windows of {data.values.shape[1]} steps x {data.values.shape[2]} "
+            f"channels ({', '.join(data.channel_names)}); the bundle expects "
+            f"{manifest.window_size} x {manifest.n_channels} ({', '.join(manifest.channel_names)})"
+            "; choose the channels with --columns"
+        )
+    keep = np.flatnonzero(data.end_row >= score_from_row)
+    if keep.shape[0] == 0:
+        raise ConfigError(
+            f"{data_path}: no window ends at or after row {score_from_row} "
+            f"(the file has {int(data.end_row.max()) + 1 if len(data) else 0} data rows)"
+        )
+    for note in data.notes():
+        say(note)
+    sources = [data.source_ids[i] for i in keep]
+    times = data.event_time_ms[keep]
+    records = window_records(data.values[keep], sources, times, topic=topic)
+    core = build_core(manifest, threshold, lifecycle)
+    say(f"backtest: {len(records)} windows of {data_path.name} through {bundle_dir}")
+
+    def tick(done: int, total: int) -> None:
+        if done == total or done % (SCORE_BATCH * 8) == 0:
+            say(f"backtest: {done}/{total} windows")
+
+    run = replay_records(core, model.score, records, progress=tick)
+    idx = np.asarray(run.index, dtype=np.intp)
+    labels = None if data.labels is None else data.labels[keep][idx]
+    kept_sources = [sources[i] for i in idx]
+    summary = summarise(run, labels, kept_sources, times[idx], threshold.target_far)
+    summary["settings"] = {
+        "bundle": str(bundle_dir),
+        "data": str(data_path),
+        "format": data.fmt,
+        "score_from_row": score_from_row,
+        "window": manifest.window_size,
+        "stride": data.window_stride or None,
+        "time_policy": data.time_policy,
+        "time_policy_touched": data.policy_touched,
+        "threshold": threshold.model_dump(),
+        "lifecycle": lifecycle.model_dump(),
+    }
+    write_outputs(
+        out,
+        run,
+        end_row=data.end_row[keep][idx],
+        event_time_ms=times[idx],
+        sources=kept_sources,
+        labels=labels,
+        summary=summary,
+        plot=plot,
+    )
+    return summary
