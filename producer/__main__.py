@@ -67,6 +67,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", type=int, help="sources, i.e. record keys (default 1)")
     p.add_argument("--encoding", choices=["json", "binary"], help="wire format (default json)")
     p.add_argument("--topic", help="Kafka topic (default windows)")
+    p.add_argument(
+        "--partitions",
+        type=int,
+        help="partitions of the topic if it is missing and created here (default 4)",
+    )
+    p.add_argument(
+        "--no-create-topic",
+        dest="create_topic",
+        action="store_const",
+        const=False,
+        help="refuse a missing topic instead of creating it",
+    )
     p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (host:port,...)")
     p.add_argument(
         "-X",
@@ -161,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["send", "file"],
         default="send",
         help="event time: the wall clock at send, or the file's (its rows' times; row * 1 s "
-        "for files without times)",
+        "for files without times). Kafka record timestamps are always the send time",
     )
     _common(rep)
     return parser
@@ -182,6 +194,8 @@ def _settings(args: argparse.Namespace) -> ProducerSettings:
         over["kafka"] = kafka
     flags = {
         "topic": args.topic,
+        "partitions": args.partitions,
+        "create_topic": args.create_topic,
         "encoding": args.encoding,
         "rate": args.rate,
         "bursty": args.bursty,
@@ -356,6 +370,9 @@ def _to_kafka(
         settings.topic,
         settings.encoding,
         connect_timeout_s=settings.connect_timeout_s,
+        create_topic=settings.create_topic,
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
     )
     with producer, _StopOnSignal() as stop:
         producer.connect()

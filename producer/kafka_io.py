@@ -8,10 +8,15 @@ failed or was still undelivered when its timeout ran out.
 Records: key = ``source_id`` (UTF-8), value and headers from :mod:`detector.messages`
 (``encode_json`` adds a ``content-type: application/json`` header here; ``encode_binary``
 brings its own), plus ground truth when given: ``label`` (``"1"`` anomalous, ``"0"``
-normal), ``anomaly-type``, ``regime``. The Kafka timestamp is the window's event time.
+normal), ``anomaly-type``, ``regime``. The window's event time travels in the message
+(``event-time-ms`` header, JSON ``event_time``); the Kafka record timestamp is the produce
+time (wall clock). A replayed file's event times can be years old, and a record timestamped
+then is past the topic's retention: the broker would delete fresh input within minutes.
 
 The client is created on first use (or by :meth:`WindowProducer.connect`, which also checks
-that the broker answers and the topic exists) and is flushed and released in ``__exit__``.
+that the broker answers and creates the topic if it is missing, as the detector creates its
+own: ``partitions`` partitions, 4 by default like the detector's topics, replication factor
+``replication_factor``, 1 by default) and is flushed and released in ``__exit__``.
 Bulk defaults: ``linger.ms=5``, ``batch.size=1000000``, ``compression.type=none``,
 idempotence on (no duplicates on retries); any of them can be overridden with ``-X``.
 """
@@ -19,12 +24,14 @@ idempotence on (no duplicates on retries); any of them can be overridden with ``
 from __future__ import annotations
 
 import logging
+import time
 from types import TracebackType
 from typing import Any
 
 import numpy.typing as npt
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.errors import KafkaUnavailableError
 from detector.kafka_config import KafkaSettings
@@ -130,6 +137,9 @@ class WindowProducer:
         topic: where windows go.
         encoding: default encoding, ``json`` or ``binary`` (compact float32).
         connect_timeout_s: how long :meth:`connect` waits for the broker's metadata.
+        create_topic: :meth:`connect` creates the topic when it is missing.
+        partitions: partitions of a topic :meth:`connect` creates.
+        replication_factor: replication factor of a topic :meth:`connect` creates.
 
     Examples:
         Against a running broker::
@@ -146,11 +156,17 @@ class WindowProducer:
         encoding: Encoding = "json",
         *,
         connect_timeout_s: float = 10.0,
+        create_topic: bool = True,
+        partitions: int = 4,
+        replication_factor: int = 1,
     ) -> None:
         self._kafka = kafka
         self.topic = topic
         self.encoding: Encoding = encoding
         self.connect_timeout_s = connect_timeout_s
+        self.create_topic = create_topic
+        self.partitions = partitions
+        self.replication_factor = replication_factor
         self._producer: Producer | None = None
         self.sent = 0
         self.delivered = 0
@@ -180,27 +196,70 @@ class WindowProducer:
         return self._producer
 
     def connect(self) -> None:
-        """Create the client and check that the broker answers and the topic exists.
+        """Create the client, check that the broker answers, and create the topic if it is
+        missing (unless ``create_topic`` is off).
 
         Raises:
             KafkaUnavailableError: no metadata within ``connect_timeout_s``.
-            ProducerInputError: the topic does not exist (and the broker did not create it).
+            ProducerInputError: the topic does not exist and may not (or could not) be created.
         """
         client = self._client()
+        if self._topic_exists(client):
+            return
         servers = self._kafka.bootstrap_servers
+        if not self.create_topic:
+            raise ProducerInputError(
+                f"topic {self.topic!r} does not exist on {servers} (create it first, or drop "
+                "--no-create-topic)"
+            )
+        self._create_topic()
+        deadline = time.monotonic() + self.connect_timeout_s
+        while not self._topic_exists(client):  # metadata catches up within a few ms
+            if time.monotonic() > deadline:
+                raise KafkaUnavailableError(
+                    f"topic {self.topic!r} was created on {servers} but its metadata did not "
+                    f"appear within {self.connect_timeout_s:g} s"
+                )
+            time.sleep(0.05)
+
+    def _topic_exists(self, client: Producer) -> bool:
         try:
-            meta = client.list_topics(self.topic, timeout=self.connect_timeout_s)
+            # Full metadata: asking for one missing topic by name can auto-create it.
+            topics = client.list_topics(timeout=self.connect_timeout_s).topics
         except KafkaException as exc:
             raise KafkaUnavailableError(
-                f"cannot reach Kafka at {servers} within {self.connect_timeout_s:g} s: {exc}"
+                f"cannot reach Kafka at {self._kafka.bootstrap_servers} within "
+                f"{self.connect_timeout_s:g} s: {exc}"
             ) from exc
-        topic = meta.topics.get(self.topic)
-        err = None if topic is None else topic.error
-        if topic is None or (err is not None and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+        meta = topics.get(self.topic)
+        return meta is not None and meta.error is None and len(meta.partitions) > 0
+
+    def _create_topic(self) -> None:
+        """Create the topic as the detector creates its own (AdminClient, bounded wait)."""
+        admin = AdminClient({**self._kafka.client_config(), "logger": _LIBRDKAFKA_LOG})
+        new = NewTopic(
+            self.topic,
+            num_partitions=self.partitions,
+            replication_factor=self.replication_factor,
+        )
+        timeout = self.connect_timeout_s
+        future = admin.create_topics([new], operation_timeout=timeout)[self.topic]
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return  # another client created it meanwhile
             raise ProducerInputError(
-                f"topic {self.topic!r} does not exist on {servers} (create it first, or "
-                "enable topic auto-creation on the broker)"
-            )
+                f"topic {self.topic!r} does not exist on {self._kafka.bootstrap_servers} and "
+                f"could not be created: {exc}"
+            ) from exc
+        structlog.get_logger().info(
+            "producer.topic_created",
+            topic=self.topic,
+            partitions=self.partitions,
+            replication_factor=self.replication_factor,
+        )
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is None:
@@ -246,6 +305,8 @@ class WindowProducer:
     ) -> None:
         """Queue one window, keyed by ``source_id``, with optional ground-truth headers.
 
+        ``event_time_ms`` goes into the message; the record timestamp is the produce time.
+
         Raises:
             DeliveryError: an earlier delivery failed, or the client refused the record.
         """
@@ -259,12 +320,13 @@ class WindowProducer:
             anomaly_type,
             regime,
         )
-        self.send_raw(source_id.encode(), value, headers, event_time_ms)
+        self.send_raw(source_id.encode(), value, headers)
 
     def send_window(self, w: LabeledWindow, event_time_ms: int) -> None:
-        """Queue one labelled window with its ground truth, in the default encoding."""
+        """Queue one labelled window with its ground truth, in the default encoding (the
+        event time in the message, the produce time as the record timestamp)."""
         value, headers = encode_window(w, event_time_ms, self.encoding)
-        self.send_raw(w.source_id.encode(), value, headers, event_time_ms)
+        self.send_raw(w.source_id.encode(), value, headers)
 
     def send_raw(
         self,
@@ -274,6 +336,9 @@ class WindowProducer:
         timestamp_ms: int = 0,
     ) -> None:
         """Queue one pre-encoded record (waits while the local queue is full).
+
+        ``timestamp_ms`` is the record timestamp; 0 (the default) is the produce time. Keep
+        it recent: the broker deletes records older than the topic's retention.
 
         Raises:
             DeliveryError: an earlier delivery failed, or the client refused the record.

@@ -6,6 +6,7 @@ Examples of the environment::
     PRODUCER_KAFKA__SASL_PASSWORD=...                  (a SecretStr, never logged)
     PRODUCER_KAFKA__EXTRA='{"linger.ms": "20"}'        (any librdkafka option; CLI: -X)
     PRODUCER_TOPIC=windows  PRODUCER_ENCODING=binary  PRODUCER_RATE=500  PRODUCER_SOURCES=8
+    PRODUCER_PARTITIONS=8  PRODUCER_CREATE_TOPIC=false   (a missing topic is created by default)
 
 Tests build settings with keyword arguments (``ProducerSettings(_env_file=None, rate=0)``).
 """
@@ -46,5 +47,10 @@ class ProducerSettings(BaseSettings):
     progress_every_s: float = Field(5.0, gt=0, description="Progress line interval.")
     flush_timeout_s: float = Field(60.0, gt=0, description="Wait for delivery reports at exit.")
     connect_timeout_s: float = Field(15.0, gt=0, description="Wait for the broker at start.")
+    create_topic: bool = Field(True, description="Create the topic when it is missing.")
+    partitions: int = Field(
+        4, ge=1, description="Partitions of a topic the producer creates (as the detector's)."
+    )
+    replication_factor: int = Field(1, ge=1, description="Of a topic the producer creates.")
     log_level: str = "INFO"
     log_format: LogFormat = "auto"

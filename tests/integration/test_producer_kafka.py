@@ -70,7 +70,9 @@ def test_n_windows_make_exactly_n_records_with_keys_headers_and_encoding(
     argv = ["simulate", "--kind", "ecg", "--sources", "4", "--count", str(n), "--rate", "0"]
     argv += ["--anomaly-rate", "0.1", "--seed", "5", "--drift", "gradual", "--encoding", encoding]
     argv += ["--topic", topic, "--bootstrap-servers", kafka_bootstrap, "--quiet"]
+    started_ms = time.time_ns() // 1_000_000
     assert main(argv) == 0
+    ended_ms = time.time_ns() // 1_000_000
     assert _summary(capsys.readouterr().out)["delivered"] == n
     assert _records_on(kafka_bootstrap, topic) == n, "exactly N records, no more, no fewer"
     records = consume_records(kafka_bootstrap, topic, n, timeout_s=60)
@@ -90,7 +92,7 @@ def test_n_windows_make_exactly_n_records_with_keys_headers_and_encoding(
         assert h[H_CONTENT_TYPE].decode() == want_type
         w = decode_window(m.key(), m.value(), m.headers())
         assert w.source_id == (m.key() or b"").decode()
-        assert m.timestamp()[1] == w.event_time_ms, "the Kafka timestamp is the event time"
+        assert started_ms <= m.timestamp()[1] <= ended_ms, "the record timestamp: produce time"
         by_key_seq[(w.source_id, w.seq)] = (w, h)
         seqs_by_key[w.source_id].append(w.seq)
     assert {k: len(v) for k, v in seqs_by_key.items()} == {f"ecg-{i}": n // 4 for i in range(4)}
@@ -213,8 +215,13 @@ def test_replay_of_a_labelled_csv_keeps_labels_and_file_times(
     path.write_text("\n".join(rows) + "\n")
     argv = ["replay", "--file", str(path), "--window", "16", "--rate", "0", "--encoding", "binary"]
     argv += ["--event-time", "file", "--topic", topic, "--bootstrap-servers", kafka_bootstrap]
+    started_ms = time.time_ns() // 1_000_000
     assert main([*argv, "--quiet"]) == 0
+    ended_ms = time.time_ns() // 1_000_000
     records = consume_records(kafka_bootstrap, topic, 4)
+    # The file's times (2023) are the event times; the records are stamped now, so that
+    # the topic's retention does not delete them at once.
+    assert all(started_ms <= m.timestamp()[1] <= ended_ms for m in records)
     assert _records_on(kafka_bootstrap, topic) == 4
     assert [dict(m.headers() or [])[H_LABEL] for m in records] == [b"0", b"0", b"1", b"0"]
     assert {m.key() for m in records} == {b"line7"}
@@ -248,11 +255,31 @@ def test_an_unreachable_broker_is_a_clear_error(
     assert "producer: error: cannot reach Kafka at 127.0.0.1:1 within 2 s" in err
 
 
-def test_a_missing_topic_is_a_clear_error(
-    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+def test_a_missing_topic_is_created_or_with_no_create_topic_a_clear_error(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     topic = unique_name("absent")
     argv = ["simulate", "--count", "5", "--topic", topic, "--bootstrap-servers", kafka_bootstrap]
     # Whatever the broker's auto.create.topics.enable, this client must not create it.
-    assert main([*argv, "-X", "allow.auto.create.topics=false"]) == 2
+    no_auto = ["-X", "allow.auto.create.topics=false"]
+    assert main([*argv, *no_auto, "--no-create-topic"]) == 2
     assert f"topic '{topic}' does not exist" in capsys.readouterr().err
+    assert main([*argv, *no_auto, "--quiet"]) == 0, "created as the detector creates its own"
+    assert _records_on(kafka_bootstrap, topic) == 5
+    assert _partitions(kafka_bootstrap, topic) == 4, "the detector's default partition count"
+    # Replay too, with a partition count of its own.
+    replayed = unique_name("replayed")
+    src = tmp_path / "beats.csv"
+    src.write_text("0.1,0.2,0.3,1\n0.2,0.3,0.4,0\n")
+    argv = ["replay", "--file", str(src), "--topic", replayed, "--partitions", "2", "--rate", "0"]
+    assert main([*argv, "--bootstrap-servers", kafka_bootstrap, *no_auto, "--quiet"]) == 0
+    assert _records_on(kafka_bootstrap, replayed) == 2
+    assert _partitions(kafka_bootstrap, replayed) == 2
+
+
+def _partitions(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("meta")})
+    try:
+        return len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+    finally:
+        consumer.close()
