@@ -12,6 +12,7 @@ import gc
 import signal
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
@@ -104,6 +105,11 @@ class DetectorService:
         self._scoring: _Scoring | None = None
         self._failed_on_revoke: PublishError | None = None
         self._attempt = 0
+        # --stop-when-idle counts from the first assignment, not from start-up: a slow
+        # start (group join, state restore) is not idleness.
+        self._assigned_at: float | None = None
+        self._records_read = 0
+        self._dead_letter_reasons: Counter[str] = Counter()
         self._summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
         self._minute = {"flagged": 0, "scored": 0}
         self._minute_start = self._last_log = time.monotonic()
@@ -128,6 +134,8 @@ class DetectorService:
 
     def _on_assign(self, partitions: list[int]) -> None:
         started = time.monotonic()
+        if self._assigned_at is None:
+            self._assigned_at = started
         state = self.io.read_state(partitions)
         restored = sum(self.core.restore(key, data, part) for key, (part, data) in state.items())
         log.info(
@@ -230,11 +238,13 @@ class DetectorService:
                 if not records:
                     if not self._drain():  # a quiet stream's last batch commits now
                         continue
-                    if s.stop_when_idle_s is not None and mono - last_input >= s.stop_when_idle_s:
-                        log.info("idle_stop", idle_s=round(mono - last_input, 1))
+                    idle_s = self._idle_s(mono, last_input)
+                    if s.stop_when_idle_s is not None and idle_s >= s.stop_when_idle_s:
+                        log.info("idle_stop", idle_s=round(idle_s, 1))
                         break
                     continue
                 last_input = mono
+                self._records_read += len(records)
                 started = time.perf_counter()
                 prepared = self.core.prepare(records)
                 scoring = _Scoring(
@@ -255,7 +265,29 @@ class DetectorService:
             self._drain()  # the batches in hand: commit them before leaving
         finally:
             self.close()
+            self._warn_if_nothing_scored()
         return 0
+
+    def _idle_s(self, mono: float, last_input: float) -> float:
+        """Seconds without input since the later of the last input and the first assignment
+        (0 before any partition was assigned)."""
+        if self._assigned_at is None:
+            return 0.0
+        return mono - max(last_input, self._assigned_at)
+
+    def _warn_if_nothing_scored(self) -> None:
+        """A run that scored nothing says so loudly: an exit 0 with ``scored: 0`` is
+        otherwise a silent success (input deleted by retention, wrong topic, bad records)."""
+        if self.totals["scored"]:
+            return
+        log.warning(
+            "no_windows_scored",
+            records_read=self._records_read,
+            dead_letters=self.totals["dead_letters"],
+            top_dead_letter_reasons=dict(self._dead_letter_reasons.most_common(3)),
+            assigned=self._assigned_at is not None,
+            topic=self.settings.topics.windows,
+        )
 
     def _score(self, prepared: Prepared) -> tuple[ScoreArrays, float]:
         """On the scorer thread: the batch's one model call, and how long it took."""
@@ -402,6 +434,7 @@ class DetectorService:
         n_ok = len(prepared.windows)
         self.totals["scored"] += n_ok
         self.totals["dead_letters"] += len(prepared.dead_letters)
+        self._dead_letter_reasons.update(dl.reason for dl in prepared.dead_letters)
         self._count_outputs(decisions)
         m.windows.labels(outcome="scored").inc(n_ok)
         if prepared.dead_letters:

@@ -110,7 +110,10 @@ class DetectorSettings(BaseSettings):
     )
     startup_timeout_s: float = Field(30.0, gt=0, description="Broker/model budget at start-up.")
     stop_when_idle_s: float | None = Field(
-        None, gt=0, description="Exit 0 after this long with no input (jobs, tests)."
+        None,
+        gt=0,
+        description="Exit 0 after this long with no input, counted from the first partition "
+        "assignment (jobs, tests).",
     )
     metrics_port: int | None = Field(
         9108, ge=0, le=65535, description="/metrics, /healthz, /readyz; None disables."
