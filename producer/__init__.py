@@ -1,8 +1,9 @@
 """Simulator and replayer: streams of labelled windows with known truth, to Kafka or a file.
 
 The pure API (no Kafka): :func:`producer.simulate.make_stream`, ``make_batches``,
-``make_arrays``, drift scenarios in :mod:`producer.drift`, file readers in
-:mod:`producer.replay`. Kafka lives in :mod:`producer.kafka_io` (``WindowProducer``).
+``make_arrays``, drift scenarios in :mod:`producer.drift`, replay of files (read by
+:mod:`detector.datafile`, the reader training shares) in :mod:`producer.replay`. Kafka lives
+in :mod:`producer.kafka_io` (``WindowProducer``).
 """
 
 from __future__ import annotations
