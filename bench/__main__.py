@@ -56,7 +56,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
+    """Entry point (``python -m bench quality ...`` is the detection-quality report)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["quality"]:
+        for key, value in _TF_ENV.items():
+            os.environ.setdefault(key, value)
+        from bench.quality_report import main as quality
+
+        return quality(argv[1:])
     args = _parser().parse_args(argv)
     only = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = [s for s in only if s not in SECTIONS]
