@@ -213,6 +213,7 @@ class DetectorService:
         # µs of GC per window).
         gc.collect()
         gc.freeze()
+        crash: Exception | None = None
         try:
             while not self._stop.is_set():
                 if self.health is not None:
@@ -263,8 +264,11 @@ class DetectorService:
                     # produce-to-alert 168 vs 193 ms, p50 57 vs 55 ms (runs varied 2-4x).
                     self._decide_scored()
             self._drain()  # the batches in hand: commit them before leaving
+        except Exception as exc:
+            crash = exc
+            raise
         finally:
-            self.close()
+            self.close(crash)
             self._warn_if_nothing_scored()
         return 0
 
@@ -484,8 +488,18 @@ class DetectorService:
         except Exception as exc:
             log.debug("lag_update_failed", error=str(exc))
 
-    def close(self) -> None:
-        """Let the batch being published finish, leave the group, flush, stop serving."""
+    def close(self, crash: Exception | None = None) -> None:
+        """Let the batch being published finish, leave the group, flush, stop serving.
+
+        Args:
+            crash: the exception :meth:`run` is leaving with, if any: it is logged as an
+                error with its cause first (a crash must not look like a clean stop, and
+                the clean-up may itself fail), and no ``detector_stopped`` line follows.
+        """
+        if crash is not None:
+            log.error(
+                "detector_crashed", error=f"{type(crash).__name__}: {crash}"[:1000], **self.totals
+            )
         self._scorer_thread.shutdown(wait=True)
         self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
         gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
@@ -495,4 +509,5 @@ class DetectorService:
         self.io.close()
         if self.health is not None:
             self.health.stop()
-        log.info("detector_stopped", **self.totals)
+        if crash is None:
+            log.info("detector_stopped", **self.totals)
