@@ -133,6 +133,15 @@ class ThresholdRecommendation(BaseModel):
     target_far: float = Field(gt=0, lt=1)
     method: str = Field(description="e.g. 'empirical quantile' or 'GPD tail fit'.")
     n_samples: int
+    resolvable: bool = Field(
+        True,
+        description="False when n_samples * target_far < 5: too few held-out normal windows "
+        "to see the target rate; the value is extrapolated from the tail, and the realised "
+        "rate in the stream may differ (the adaptive threshold corrects it online).",
+    )
+    min_resolvable_far: float | None = Field(
+        None, description="The smallest rate these samples resolve: 5 / n_samples."
+    )
 
 
 class Manifest(BaseModel):

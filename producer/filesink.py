@@ -21,7 +21,7 @@ import os
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -73,7 +73,9 @@ def _npz_bytes(arrays: Mapping[str, npt.NDArray[np.generic]], fh: BinaryIO) -> N
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_STORED
             with zf.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+                # typed in numpy >= 2.4 only: go through Any so both type-check alike
+                npy_format: Any = np.lib.format
+                npy_format.write_array(member, np.asanyarray(arr), allow_pickle=False)
 
 
 def write_npz(

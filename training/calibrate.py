@@ -31,6 +31,7 @@ import numpy.typing as npt
 from detector.bundle import ReferenceErrors, ThresholdRecommendation
 
 __all__ = [
+    "MIN_RESOLVED_EXCEEDANCES",
     "MIN_TAIL_EXCESSES",
     "ThresholdMethod",
     "calibrate",
@@ -40,6 +41,9 @@ __all__ = [
 
 ThresholdMethod = Literal["empirical", "gpd"]
 MIN_TAIL_EXCESSES = 30
+# A rate is resolved by a sample when it puts at least this many of the sample above the
+# threshold (the same rule as the detector's thresholds, detector.adaptive).
+MIN_RESOLVED_EXCEEDANCES = 5
 REFERENCE_LEVELS = (0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 
 
@@ -113,7 +117,12 @@ def calibrate(
         else:
             how = f"empirical {level:g} quantile (GPD fit not possible)"
     return ThresholdRecommendation(
-        value=value, target_far=target_far, method=how, n_samples=int(x.size)
+        value=value,
+        target_far=target_far,
+        method=how,
+        n_samples=int(x.size),
+        resolvable=x.size * target_far >= MIN_RESOLVED_EXCEEDANCES,
+        min_resolvable_far=MIN_RESOLVED_EXCEEDANCES / x.size,
     )
 
 

@@ -93,6 +93,16 @@ def run_model(
     cross = cross_fit(spec, x, s.folds, s.seed, cfg, member_score, with_latent=with_latent)
     threshold = calibrate(cross.scores, s.target_far, s.threshold_method)
     log.info("calibrated", model=spec.name, threshold=threshold.value, method=threshold.method)
+    if not threshold.resolvable:
+        log.warning(
+            "target_far_not_resolvable",
+            model=spec.name,
+            target_far=s.target_far,
+            held_out_normal=threshold.n_samples,
+            min_resolvable_far=threshold.min_resolvable_far,
+            note="too few normal windows to see this rate: the threshold is extrapolated and "
+            "the realised rate may differ; train on more normal data or raise --target-far",
+        )
     if ensemble:
         members = cross.models
         score = member_score.model_copy(

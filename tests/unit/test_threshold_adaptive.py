@@ -194,3 +194,15 @@ def test_state_round_trips_mid_episode_bit_for_bit() -> None:
     b.restore("s", a.snapshot("s"))
     assert a.snapshot("s") == b.snapshot("s")
     assert a.stats("s") == b.stats("s")
+
+
+def test_a_slow_level_drift_is_followed_not_alerted_on() -> None:
+    """A channel drifting slowly (a warming temperature) raises every score a little at a
+    time: the level follows it, so windows do not all go over the threshold."""
+    rng = np.random.default_rng(4)
+    n = 8000
+    ramp = np.linspace(1.0, 6.0, n)  # the scores' scale grows six-fold over the stream
+    result = run(normal(rng, n) * ramp)
+    assert not [e for e in result.events if e.type == "shift_accepted"]
+    assert 0.5 * TARGET <= flag_rate(result, 500) <= 2.0 * TARGET
+    assert result.thresholds[-1] > 4.0 * result.thresholds[600]
