@@ -138,8 +138,9 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from detector.bundle import read_manifest
+    from detector.bundle import CHECKSUM_FILE, MANIFEST_FILE, MODEL_FILE, read_manifest
 
+    configure_logging("WARNING")  # a warning about the bundle goes to stderr, not stdout
     m = read_manifest(args.bundle)
     print(f"model      {m.model_id} ({m.arch})")
     print(f"created    {m.created_at.isoformat()}")
@@ -151,7 +152,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     )
     for key in sorted(m.metrics):
         print(f"metric     {key} = {m.metrics[key]:.4g}")
-    print("checksum   ok")
+    if (args.bundle / CHECKSUM_FILE).is_file():
+        print(f"checksum   ok ({MANIFEST_FILE} and {MODEL_FILE}, {CHECKSUM_FILE})")
+    else:
+        print(
+            f"checksum   {MODEL_FILE} ok; {MANIFEST_FILE} NOT verified (no {CHECKSUM_FILE}: "
+            "an older export; export again to cover it)"
+        )
     return 0
 
 

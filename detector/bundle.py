@@ -8,8 +8,18 @@ Layout::
     bundle/
       model.keras     deterministic scorer of built-in layers: input -> encoder mean -> decoder
       manifest.json   :class:`Manifest`
+      bundle.sha256   sha256 of manifest.json's exact bytes and of model.keras, in
+                      ``sha256sum`` format (``sha256sum -c bundle.sha256`` checks it too)
       report.json     evaluation report (training writes it; the detector ignores it)
       plots/          PNG figures
+
+Integrity: the manifest says how to score and where to flag (normalisation, threshold), so it
+is checked like the model. :func:`read_manifest` refuses a bundle whose ``manifest.json`` or
+``model.keras`` differs from ``bundle.sha256`` (and a ``model.keras`` that differs from the
+manifest's ``model_sha256``). A bundle written before ``bundle.sha256`` existed still loads,
+with a ``bundle_manifest_unverified`` warning: its model is checked, its manifest cannot be.
+These are checksums against accidents and unreviewed edits, not signatures: whoever can
+write the bundle can rewrite them.
 
 Scoring contract (applied identically by training's evaluation and the detector):
 
@@ -29,17 +39,20 @@ Scoring contract (applied identically by training's evaluation and the detector)
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from detector.errors import BundleChecksumError, BundleSchemaError
 
 __all__ = [
+    "CHECKSUM_FILE",
     "MANIFEST_FILE",
     "MODEL_FILE",
     "SCHEMA_VERSION",
@@ -50,11 +63,15 @@ __all__ = [
     "ThresholdRecommendation",
     "file_sha256",
     "read_manifest",
+    "write_checksums",
 ]
 
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
+CHECKSUM_FILE = "bundle.sha256"
+_CHECKED_FILES = (MANIFEST_FILE, MODEL_FILE)
+_CHECKSUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")  # sha256sum's text or binary mode
 
 
 class Normalisation(BaseModel):
@@ -194,17 +211,88 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_checksums(bundle_dir: Path) -> None:
+    """Write ``bundle.sha256`` over ``manifest.json`` and ``model.keras`` as they are now.
+
+    Call it after the last write of either file (training's export does).
+    """
+    lines = [f"{file_sha256(bundle_dir / name)}  {name}\n" for name in _CHECKED_FILES]
+    (bundle_dir / CHECKSUM_FILE).write_text("".join(lines), encoding="utf-8")
+
+
+def _read_checksums(path: Path) -> dict[str, str]:
+    """``bundle.sha256`` as file name -> sha256.
+
+    Raises:
+        BundleChecksumError: unreadable, malformed, or not covering both checked files.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleChecksumError(f"{path}: unreadable: {exc}") from exc
+    sums: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _CHECKSUM_LINE.match(line)
+        if match is None:
+            raise BundleChecksumError(f"{path}: line {number} is not '<sha256>  <file>'")
+        name = match.group(2)
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise BundleChecksumError(f"{path}: line {number} names a file outside the bundle")
+        sums[name] = match.group(1)
+    missing = [name for name in _CHECKED_FILES if name not in sums]
+    if missing:
+        raise BundleChecksumError(f"{path}: no checksum for {', '.join(missing)}")
+    return sums
+
+
+def _verify_checksums(bundle_dir: Path, manifest_raw: bytes) -> None:
+    """Check the manifest's bytes (as read for parsing) and the other listed files against
+    ``bundle.sha256``; warn when a bundle has none (written before it existed).
+
+    Raises:
+        BundleChecksumError: a listed file differs or is missing.
+    """
+    path = bundle_dir / CHECKSUM_FILE
+    if not path.is_file():
+        structlog.get_logger().warning(
+            "bundle_manifest_unverified",
+            bundle=str(bundle_dir),
+            reason=f"no {CHECKSUM_FILE} (a bundle from an older export): model.keras is "
+            "checked against the manifest, the manifest itself cannot be",
+        )
+        return
+    for name, expected in _read_checksums(path).items():
+        target = bundle_dir / name
+        if name == MANIFEST_FILE:
+            actual = hashlib.sha256(manifest_raw).hexdigest()
+        elif target.is_file():
+            actual = file_sha256(target)
+        else:
+            raise BundleChecksumError(f"{target}: missing, but listed in {CHECKSUM_FILE}")
+        if actual != expected:
+            raise BundleChecksumError(
+                f"{target}: sha256 {actual[:12]}… does not match {CHECKSUM_FILE}'s "
+                f"{expected[:12]}…; refusing to load an edited or partial bundle"
+            )
+
+
 def read_manifest(bundle_dir: Path, verify_checksum: bool = True) -> Manifest:
     """Read and check a bundle's manifest.
 
     Raises:
         BundleSchemaError: no manifest, invalid JSON, or another schema version.
-        BundleChecksumError: ``model.keras`` is missing or its sha256 differs.
+        BundleChecksumError: ``manifest.json`` or ``model.keras`` differs from
+            ``bundle.sha256``, or ``model.keras`` is missing or differs from the manifest's
+            ``model_sha256``.
     """
     manifest_path = bundle_dir / MANIFEST_FILE
     if not manifest_path.is_file():
         raise BundleSchemaError(f"{manifest_path}: no manifest; is {bundle_dir} a model bundle?")
     raw = manifest_path.read_bytes()
+    if verify_checksum:  # before parsing: an edited manifest is named as such
+        _verify_checksums(bundle_dir, raw)
     try:
         version = Manifest.model_validate_json(raw, strict=False).schema_version
     except ValidationError as exc:

@@ -21,6 +21,7 @@ from detector.bundle import (
     ReferenceErrors,
     ThresholdRecommendation,
     file_sha256,
+    write_checksums,
 )
 
 
@@ -82,4 +83,5 @@ def build_bundle(
         model_sha256=file_sha256(out / MODEL_FILE),
     )
     (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
+    write_checksums(out)
     return out

@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from detector.bundle import MANIFEST_FILE, MODEL_FILE, Manifest, file_sha256
+from detector.bundle import (
+    CHECKSUM_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    Manifest,
+    file_sha256,
+    write_checksums,
+)
 from detector.errors import ConfigError
 
 __all__ = [
@@ -33,7 +40,7 @@ __all__ = [
 
 REPORT_FILE = "report.json"
 PLOTS_DIR = "plots"
-BUNDLE_ENTRIES = {MODEL_FILE, MANIFEST_FILE, REPORT_FILE, PLOTS_DIR}
+BUNDLE_ENTRIES = {MODEL_FILE, MANIFEST_FILE, CHECKSUM_FILE, REPORT_FILE, PLOTS_DIR}
 
 
 def check_out_dir(out: Path) -> None:
@@ -86,8 +93,9 @@ def write_json(path: Path, doc: Any) -> None:
 
 
 def write_manifest(stage: Path, manifest: Manifest) -> None:
-    """Write ``manifest.json``."""
+    """Write ``manifest.json``, and ``bundle.sha256`` over it and ``model.keras``."""
     (stage / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
+    write_checksums(stage)
 
 
 def publish(stage: Path, out: Path) -> None:

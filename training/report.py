@@ -181,7 +181,7 @@ def summary_lines(report: dict[str, Any], out: str) -> list[str]:
         f"{thr['method']} of {thr['n_samples']} out-of-fold normal scores "
         f"({model['calibration']['realised_false_alarm_rate']:.2%} of them above it)",
         f"scorer: {model['scorer']}",
-        f"bundle: {out} (model.keras, manifest.json, report.json, plots/) in "
+        f"bundle: {out} (model.keras, manifest.json, bundle.sha256, report.json, plots/) in "
         f"{report['timing']['total_seconds']:.0f} s",
     ]
     return lines

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from detector.bundle import (
+    CHECKSUM_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
     Manifest,
@@ -19,6 +20,7 @@ from detector.bundle import (
     ScoreSpec,
     ThresholdRecommendation,
     file_sha256,
+    write_checksums,
 )
 from detector.errors import BundleChecksumError, BundleError, BundleSchemaError
 from detector.model import Scorer, ScoreResult, score_reconstruction, smooth_steps
@@ -60,6 +62,7 @@ def _bundle(
         model_sha256=file_sha256(out / MODEL_FILE),
     )
     (out / MANIFEST_FILE).write_text(manifest.model_dump_json())
+    write_checksums(out)
     return out
 
 
@@ -142,6 +145,9 @@ def test_tampered_model_refuses_to_load(tmp_path: Path) -> None:
     bundle = _bundle(tmp_path)
     with (bundle / MODEL_FILE).open("ab") as fh:
         fh.write(b"\0")
+    with pytest.raises(BundleChecksumError, match=f"does not match {CHECKSUM_FILE}"):
+        load_bundle(bundle)
+    (bundle / CHECKSUM_FILE).unlink()  # an older bundle: the manifest's model_sha256 still holds
     with pytest.raises(BundleChecksumError, match="does not match the manifest"):
         load_bundle(bundle)
     (bundle / MODEL_FILE).unlink()
@@ -156,6 +162,7 @@ def test_other_schema_version_refuses_to_load(tmp_path: Path) -> None:
     doc = json.loads((bundle / MANIFEST_FILE).read_text())
     doc["schema_version"] = 99
     (bundle / MANIFEST_FILE).write_text(json.dumps(doc))
+    write_checksums(bundle)
     with pytest.raises(BundleSchemaError, match="schema version 99"):
         load_bundle(bundle)
     with pytest.raises(BundleSchemaError, match="no manifest"):
@@ -176,6 +183,7 @@ def test_unsafe_or_mismatched_models_refuse_to_load(tmp_path: Path) -> None:
     doc = json.loads((corrupt / MANIFEST_FILE).read_text())
     doc["model_sha256"] = file_sha256(corrupt / MODEL_FILE)
     (corrupt / MANIFEST_FILE).write_text(json.dumps(doc))
+    write_checksums(corrupt)
     with pytest.raises(BundleError, match="cannot be loaded"):
         load_bundle(corrupt)
 
@@ -268,3 +276,74 @@ def test_batches_are_scored_at_a_few_padded_sizes(tmp_path: Path) -> None:
     sizes = {batch_bucket(n) for n in range(1, 2049)}
     assert len(sizes) == 23 and max(sizes) == 2048
     assert all(batch_bucket(n) >= n for n in range(1, 5000))
+
+
+def _edit_threshold(bundle: Path, value: float) -> None:
+    doc = json.loads((bundle / MANIFEST_FILE).read_text())
+    doc["threshold"]["value"] = value
+    (bundle / MANIFEST_FILE).write_text(json.dumps(doc))
+
+
+def test_an_edited_manifest_refuses_to_load(tmp_path: Path) -> None:
+    """Issue 14, D6: a threshold edited 0.05 -> 1000 loaded, and inspect said checksum ok."""
+    from detector.bundle import read_manifest
+    from detector.model import load_bundle
+
+    bundle = _bundle(tmp_path)
+    _edit_threshold(bundle, 1000.0)
+    with pytest.raises(BundleChecksumError, match=r"manifest\.json: sha256 .* does not match"):
+        load_bundle(bundle)
+    with pytest.raises(BundleChecksumError, match="edited"):
+        read_manifest(bundle)
+    # Even a change that keeps the JSON equal (whitespace) is an edit of the exact bytes.
+    bundle2 = _bundle(tmp_path / "two")
+    (bundle2 / MANIFEST_FILE).write_bytes((bundle2 / MANIFEST_FILE).read_bytes() + b" ")
+    with pytest.raises(BundleChecksumError):
+        read_manifest(bundle2)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("", "no checksum for manifest.json, model.keras"),
+        ("abc  manifest.json\n", "line 1 is not"),
+        (f"{'0' * 64}  ../manifest.json\n", "outside the bundle"),
+    ],
+)
+def test_a_malformed_checksum_file_refuses_to_load(
+    tmp_path: Path, content: str, match: str
+) -> None:
+    from detector.bundle import read_manifest
+
+    bundle = _bundle(tmp_path)
+    (bundle / CHECKSUM_FILE).write_text(content)
+    with pytest.raises(BundleChecksumError, match=match):
+        read_manifest(bundle)
+
+
+def test_the_checksum_file_is_what_sha256sum_checks(tmp_path: Path) -> None:
+    import hashlib
+
+    bundle = _bundle(tmp_path)
+    lines = (bundle / CHECKSUM_FILE).read_text().splitlines()
+    expected = {
+        name: hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+        for name in (MANIFEST_FILE, MODEL_FILE)
+    }
+    assert lines == [f"{digest}  {name}" for name, digest in expected.items()]
+
+
+def test_an_older_bundle_without_the_checksum_file_loads_with_a_warning(
+    tmp_path: Path, fresh_structlog: None
+) -> None:
+    import structlog
+
+    from detector.bundle import read_manifest
+
+    bundle = _bundle(tmp_path)
+    (bundle / CHECKSUM_FILE).unlink()
+    with structlog.testing.capture_logs() as logs:
+        manifest = read_manifest(bundle)
+    assert manifest.model_name == "unit"
+    (warning,) = [e for e in logs if e["event"] == "bundle_manifest_unverified"]
+    assert warning["log_level"] == "warning"

@@ -59,6 +59,7 @@ def test_fit_writes_a_bundle_the_detector_reloads_with_the_same_figures(tmp_path
     assert {p.name for p in out.iterdir()} == {
         "model.keras",
         "manifest.json",
+        "bundle.sha256",
         "report.json",
         "plots",
     }
