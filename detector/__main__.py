@@ -14,11 +14,12 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
+from detector.config_errors import describe_settings_error
 from detector.errors import (
     BundleError,
     ConfigError,
@@ -28,6 +29,9 @@ from detector.errors import (
 )
 from detector.kafka_config import parse_extra_options
 from detector.log import configure_logging
+
+if TYPE_CHECKING:
+    from detector.settings import DetectorSettings
 
 __all__ = ["main"]
 
@@ -85,14 +89,26 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return o
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from detector.service import DetectorService
+def _settings(args: argparse.Namespace | None = None) -> DetectorSettings:
+    """Environment, ``.env`` and (for ``run``) flags; an error names fields, never values.
+
+    Raises:
+        ConfigError: one line per problem, without the rejected value (it may be a secret
+            under a mistyped name).
+    """
     from detector.settings import DetectorSettings
 
     try:
-        settings = DetectorSettings(**_run_overrides(args))
-    except (ValidationError, ValueError) as exc:
-        raise ConfigError(f"invalid settings: {exc}") from exc
+        return DetectorSettings(**(_run_overrides(args) if args is not None else {}))
+    except (ValidationError, ValueError) as exc:  # SettingsError is a ValueError
+        message = describe_settings_error(exc, DetectorSettings)
+        raise ConfigError(f"invalid settings: {message}") from None  # no chained value
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from detector.service import DetectorService
+
+    settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
     log = structlog.get_logger()
     log.info("loading_bundle", bundle=str(settings.bundle))
@@ -104,9 +120,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
     from detector.follow import follow_alerts
-    from detector.settings import DetectorSettings
 
-    settings = DetectorSettings()
+    settings = _settings()
     kafka = settings.kafka
     if args.bootstrap_servers:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap_servers})

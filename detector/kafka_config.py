@@ -7,6 +7,7 @@ or CLI ``-X linger.ms=5``). Credentials are ``SecretStr`` so they never reach a 
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -73,12 +74,15 @@ def parse_extra_options(pairs: list[str] | None) -> dict[str, str]:
     """Turn ``["linger.ms=5", "acks=all"]`` (CLI ``-X``) into a dictionary.
 
     Raises:
-        ValueError: a pair has no ``=``.
+        ValueError: a pair has no ``=`` (the message shows the option's name, never what
+            may be its value: ``-X sasl.password:secret`` must not print the secret).
     """
     out: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"librdkafka option must be KEY=VALUE, got {pair!r}")
+            name = re.match(r"[\w.\-]*", pair.strip())
+            shown = name.group() if name and name.group() else "an option"
+            raise ValueError(f"librdkafka option must be KEY=VALUE, got {shown!r} without '='")
         out[key.strip()] = value.strip()
     return out

@@ -31,6 +31,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
+from detector.config_errors import describe_settings_error
 from detector.datafile import TIME_POLICIES, parse_row_range
 from detector.errors import DetectorError
 from detector.kafka_config import parse_extra_options
@@ -208,11 +209,9 @@ def _settings(args: argparse.Namespace) -> ProducerSettings:
     over.update({k: v for k, v in flags.items() if v is not None})
     try:
         settings = ProducerSettings(**over)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ProducerInputError(f"invalid settings: {problems}") from exc
+    except (ValidationError, ValueError) as exc:  # SettingsError (env) is a ValueError
+        problems = describe_settings_error(exc, ProducerSettings)  # names fields, no values
+        raise ProducerInputError(f"invalid settings: {problems}") from None
     return settings
 
 

@@ -23,6 +23,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
+from detector.config_errors import describe_settings_error
 from detector.datafile import TimePolicy, parse_row_range
 from detector.errors import ConfigError, DetectorError
 from detector.log import configure_logging
@@ -145,7 +146,11 @@ def _settings(args: argparse.Namespace) -> Any:
         for k, v in vars(args).items()
         if v is not None and k not in {"command", "data", "out", "model", "part", "output"}
     }
-    return TrainingSettings(**flags)
+    try:
+        return TrainingSettings(**flags)
+    except (ValidationError, ValueError) as exc:  # SettingsError (env) is a ValueError
+        problems = describe_settings_error(exc, TrainingSettings)  # names fields, no values
+        raise ConfigError(f"invalid settings: {problems}") from None
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -216,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        print(f"training: error: invalid settings: {problems}", file=sys.stderr)
+        print(f"training: error: invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as exc:
         print(f"training: error: {exc}", file=sys.stderr)
