@@ -27,7 +27,7 @@ from detector.errors import (
     DetectorError,
     KafkaUnavailableError,
 )
-from detector.kafka_config import parse_extra_options
+from detector.kafka_config import check_client_config, parse_extra_options
 from detector.log import configure_logging
 
 if TYPE_CHECKING:
@@ -109,6 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from detector.service import DetectorService
 
     settings = _settings(args)
+    check_client_config(settings.kafka.client_config())  # before the model load: exit 2 now
     configure_logging(settings.log_level, settings.log_format)
     log = structlog.get_logger()
     log.info("loading_bundle", bundle=str(settings.bundle))

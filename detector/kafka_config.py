@@ -3,16 +3,26 @@
 Every librdkafka option is reachable: the common ones (bootstrap servers, SASL, SSL) are
 typed fields, anything else goes through ``extra`` (env ``..._KAFKA__EXTRA='{"linger.ms": "5"}'``
 or CLI ``-X linger.ms=5``). Credentials are ``SecretStr`` so they never reach a log line.
+
+An option librdkafka rejects (an unknown name, a bad value) is a :class:`ConfigError` at once,
+``invalid Kafka configuration: No such configuration property: "no.such.option"``, from
+every client the project creates (:func:`new_client`) and, in the detector, before anything
+slow (:func:`check_client_config`): not a broker that seems not to answer.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-__all__ = ["KafkaSettings", "parse_extra_options"]
+from detector.errors import ConfigError
+
+__all__ = ["KafkaSettings", "check_client_config", "new_client", "parse_extra_options"]
+
+Client = TypeVar("Client")
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"]
@@ -86,3 +96,35 @@ def parse_extra_options(pairs: list[str] | None) -> dict[str, str]:
             raise ValueError(f"librdkafka option must be KEY=VALUE, got {shown!r} without '='")
         out[key.strip()] = value.strip()
     return out
+
+
+def new_client(factory: Callable[..., Client], conf: Mapping[str, Any], **kwargs: Any) -> Client:
+    """``factory(conf, **kwargs)``: a confluent-kafka Producer, Consumer or AdminClient.
+
+    Raises:
+        ConfigError: librdkafka rejected an option, e.g. ``invalid Kafka configuration: No
+            such configuration property: "no.such.option"``.
+    """
+    from confluent_kafka import KafkaError, KafkaException  # here: settings need no client
+
+    try:
+        return factory(dict(conf), **kwargs)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        text = err.str() if isinstance(err, KafkaError) else str(exc)
+        raise ConfigError(f"invalid Kafka configuration: {text}") from exc
+
+
+def check_client_config(conf: Mapping[str, Any]) -> None:
+    """Have librdkafka judge every option now, before anything slow (the detector loads its
+    model first): a producer handle with the options but no brokers, which connects nowhere
+    and is destroyed at once. Options that only a role's own settings make wrong (a
+    consumer's, a transactional producer's) are still caught by :func:`new_client`.
+
+    Raises:
+        ConfigError: as :func:`new_client`.
+    """
+    from confluent_kafka import Producer
+
+    probe = new_client(Producer, {**conf, "bootstrap.servers": "", "log_level": 0})
+    del probe

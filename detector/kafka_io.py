@@ -1,7 +1,8 @@
 """The detector's Kafka edge: consumer, transactional producer, admin, state topic.
 
 Clients are created lazily (no network in ``__init__``) and closed in :meth:`close`.
-confluent_kafka errors are translated to :mod:`detector.errors` here.
+confluent_kafka errors are translated to :mod:`detector.errors` here; an option librdkafka
+rejects is a :class:`~detector.errors.ConfigError` when the client is created.
 
 Publishing a batch (exactly-once)::
 
@@ -32,6 +33,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from detector.core import DeadLetter, InputRecord
 from detector.dead_letters import DEFAULT_MESSAGE_MAX_BYTES, DLQ_HEADERS, dead_letter_record
 from detector.errors import KafkaUnavailableError
+from detector.kafka_config import new_client
 from detector.log import LIBRDKAFKA_LOG
 from detector.settings import DetectorSettings
 
@@ -199,7 +201,9 @@ class KafkaIO:
     @property
     def admin(self) -> AdminClient:
         if self._admin is None:
-            self._admin = AdminClient({**self._s.kafka.client_config(), "logger": LIBRDKAFKA_LOG})
+            self._admin = new_client(
+                AdminClient, {**self._s.kafka.client_config(), "logger": LIBRDKAFKA_LOG}
+            )
         return self._admin
 
     @property
@@ -217,7 +221,7 @@ class KafkaIO:
                 "auto.offset.reset": self._s.auto_offset_reset,
                 "isolation.level": "read_committed",
             }
-            self._consumer = Consumer(conf)
+            self._consumer = new_client(Consumer, conf)
         return self._consumer
 
     @property
@@ -241,7 +245,7 @@ class KafkaIO:
             if self.exactly_once:
                 conf["transactional.id"] = self.transactional_id
                 conf.setdefault("transaction.timeout.ms", 30000)
-            self._producer = Producer(conf)
+            self._producer = new_client(Producer, conf)
         return self._producer
 
     # -- start-up -------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.errors import KafkaUnavailableError
-from detector.kafka_config import KafkaSettings
+from detector.kafka_config import KafkaSettings, new_client
 from detector.messages import (
     CONTENT_TYPE_JSON,
     H_ANOMALY_TYPE,
@@ -187,12 +187,10 @@ class WindowProducer:
                 **self._kafka.client_config(),
                 "error_cb": self._on_error,
             }
-            try:
-                # librdkafka's own log lines go through stdlib logging (set up by
-                # configure_logging) instead of raw "%3|..." lines on stderr.
-                self._producer = Producer(conf, logger=_LIBRDKAFKA_LOG)
-            except KafkaException as exc:
-                raise ProducerInputError(f"invalid Kafka configuration: {exc}") from exc
+            # librdkafka's own log lines go through stdlib logging (set up by
+            # configure_logging) instead of raw "%3|..." lines on stderr. An option it
+            # rejects is a ConfigError ("invalid Kafka configuration: ..."), exit 2.
+            self._producer = new_client(Producer, conf, logger=_LIBRDKAFKA_LOG)
         return self._producer
 
     def connect(self) -> None:
@@ -236,7 +234,7 @@ class WindowProducer:
 
     def _create_topic(self) -> None:
         """Create the topic as the detector creates its own (AdminClient, bounded wait)."""
-        admin = AdminClient({**self._kafka.client_config(), "logger": _LIBRDKAFKA_LOG})
+        admin = new_client(AdminClient, {**self._kafka.client_config(), "logger": _LIBRDKAFKA_LOG})
         new = NewTopic(
             self.topic,
             num_partitions=self.partitions,
