@@ -12,12 +12,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench import peers
 
+REPO = Path(__file__).resolve().parents[2]
 T, C = 32, 2
 TARGET_FAR = 0.05
 ALL_PEERS = ("tutorial_ae", "pyod_vae", "pyod_ae", "river_hst")
@@ -105,7 +107,12 @@ else:
 print("ok")
 """
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
