@@ -82,6 +82,13 @@ class Normalisation(BaseModel):
     method: Literal["minmax", "standard", "none"]
     offset: list[float] = Field(description="One value per channel.")
     scale: list[float] = Field(description="One positive value per channel.")
+    centre: bool = Field(
+        False,
+        description="Subtract each window's own per-channel mean first (offset and scale are "
+        "then fitted on centred windows). Scores stop depending on a channel's level, so a "
+        "slow level drift cannot push every window over the threshold; a level that stays "
+        "shifted for longer than a window is then seen only at its edges.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Normalisation:
@@ -93,6 +100,8 @@ class Normalisation(BaseModel):
 
     def apply(self, x: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
         """Normalise ``x`` of shape (..., T, C)."""
+        if self.centre:
+            x = x - x.mean(axis=-2, keepdims=True, dtype=np.float32)
         offset = np.asarray(self.offset, dtype=np.float32)
         scale = np.asarray(self.scale, dtype=np.float32)
         return ((x - offset) / scale).astype(np.float32, copy=False)

@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="score with one model fitted on all normal windows, not the K fold models",
     )
+    fit.add_argument(
+        "--centre-windows",
+        dest="centre_windows",
+        action="store_const",
+        const=True,
+        help="subtract each window's own per-channel mean before normalising: scores ignore "
+        "slow level drift (a level shifted for longer than a window shows only at its edges)",
+    )
     fit.add_argument("--no-baseline", dest="baseline", action="store_const", const=False)
     fit.add_argument("--no-plots", dest="plots", action="store_const", const=False)
     fit.add_argument("--model-name")

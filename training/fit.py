@@ -124,7 +124,7 @@ def _fit_into(
 ) -> tuple[Manifest, dict[str, Any]]:
     """Everything from normalisation to the written report, inside ``stage``."""
     method = default_method(data.format) if s.normalisation == "auto" else s.normalisation
-    norm = fit_normalisation(data.windows[normal_train], method)
+    norm = fit_normalisation(data.windows[normal_train], method, centre=s.centre_windows)
     x_train = norm.apply(data.windows[normal_train])
     t, c = data.window_size, data.n_channels
     configure_tensorflow(s.threads)  # after the data checks, so bad input fails fast

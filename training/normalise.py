@@ -37,8 +37,13 @@ def default_method(data_format: str) -> NormMethod:
     return "minmax" if data_format == "ecg5000" else "standard"
 
 
-def fit_normalisation(normal: npt.NDArray[np.floating], method: NormMethod) -> Normalisation:
+def fit_normalisation(
+    normal: npt.NDArray[np.floating], method: NormMethod, centre: bool = False
+) -> Normalisation:
     """Fit per-channel offset and scale on ``normal`` windows of shape (N, T, C).
+
+    With ``centre`` each window's own per-channel mean is subtracted first (the manifest
+    records it, and the detector does the same before the offset and scale).
 
     Raises:
         ValueError: ``normal`` is empty or not (N, T, C).
@@ -46,6 +51,8 @@ def fit_normalisation(normal: npt.NDArray[np.floating], method: NormMethod) -> N
     if normal.ndim != 3 or normal.shape[0] == 0:
         raise ValueError(f"need (N, T, C) normal windows with N >= 1, got {normal.shape}")
     x = normal.astype(np.float64)
+    if centre:
+        x = x - x.astype(np.float32).mean(axis=1, keepdims=True, dtype=np.float32)
     n_channels = x.shape[2]
     if method == "minmax":
         offset = x.min(axis=(0, 1))
@@ -61,6 +68,7 @@ def fit_normalisation(normal: npt.NDArray[np.floating], method: NormMethod) -> N
     # exactly the values both sides use.
     return Normalisation(
         method=method,
+        centre=centre,
         offset=[float(v) for v in offset.astype(np.float32)],
         scale=[float(v) for v in scale.astype(np.float32)],
     )

@@ -67,6 +67,11 @@ class TrainingSettings(BaseSettings):
     )
     split_seed: int = Field(21, description="npz: seed of the train/test split.")
     normalisation: NormMethod | Literal["auto"] = "auto"
+    centre_windows: bool = Field(
+        False,
+        description="Subtract each window's own per-channel mean before normalising (scores "
+        "then ignore slow level drift; see detector.bundle.Normalisation).",
+    )
 
     # model
     arch: Arch = "dense"

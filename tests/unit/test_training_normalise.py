@@ -34,3 +34,16 @@ def test_manifest_values_are_exactly_what_float32_scoring_uses() -> None:
     norm = fit_normalisation(x, "standard")
     assert np.float32(norm.offset[0]) == norm.offset[0]
     assert np.float32(norm.scale[0]) == norm.scale[0]
+
+
+def test_centred_windows_ignore_each_windows_level() -> None:
+    rng = np.random.default_rng(0)
+    normal = rng.normal(5.0, 1.0, size=(50, 16, 2)).astype(np.float32)
+    norm = fit_normalisation(normal, "standard", centre=True)
+    assert norm.centre
+    assert np.allclose(norm.offset, 0.0, atol=1e-5)  # centred windows have mean 0
+    window = normal[:1]
+    drifted = window + np.array([40.0, -7.0], dtype=np.float32)  # both channels moved
+    assert np.allclose(norm.apply(window), norm.apply(drifted), atol=1e-4)
+    plain = fit_normalisation(normal, "standard")
+    assert not np.allclose(plain.apply(window), plain.apply(drifted), atol=1e-2)
