@@ -171,10 +171,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--loop", action="store_true", help="start over at the end, until a limit")
     rep.add_argument(
         "--event-time",
-        choices=["send", "file"],
-        default="send",
-        help="event time: the wall clock at send, or the file's (its rows' times; row * 1 s "
-        "for files without times). Kafka record timestamps are always the send time",
+        choices=["file", "send"],
+        default="file",
+        help="event time: the file's (default: its rows' times; row * 1 s for files without "
+        "times), as the backtest uses it, or the wall clock at send. Kafka record timestamps "
+        "are always the send time, so retention never deletes fresh input",
     )
     _common(rep)
     return parser
@@ -385,7 +386,7 @@ def _to_kafka(
             progress_every_s=settings.progress_every_s,
             flush_timeout_s=settings.flush_timeout_s,
             quiet=args.quiet,
-            event_time=getattr(args, "event_time", "send"),
+            event_time=getattr(args, "event_time", "send"),  # simulate: the wall clock
         )
     signum = stop.signum or (signal.SIGINT if report.interrupted else None)
     target = f", target {report.target_rate:g}" if report.target_rate > 0 else ""
