@@ -15,6 +15,10 @@ from training.__main__ import main
 from training.download import download
 from training.errors import DownloadError
 
+# main() configures structlog on the stderr of the moment, a capture pytest closes after the
+# test: reset it, or a later test logging through a cached logger writes to a closed file.
+pytestmark = pytest.mark.usefixtures("fresh_structlog")
+
 REPO = Path(__file__).resolve().parents[2]
 
 
