@@ -37,7 +37,9 @@ the reconstruction errors is a shift):
 
 The threshold changes only at a recalibration (every ``level_every`` learnt windows, or at a
 sustained shift), and only by more than ``min_change_ratio``: the same stream gives the same
-thresholds however it is batched. Pure: numpy and the standard library.
+thresholds however it is batched. :class:`AdaptiveLevel` does all this on a source's
+:class:`~detector.threshold_state.SourceState` for the bank. Pure: numpy, pydantic and the
+standard library.
 
 Examples:
     >>> import numpy as np
@@ -55,8 +57,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from detector.events import Event, ThresholdRecalibrated
+from detector.threshold_config import ThresholdConfig, ThresholdInfo
+from detector.threshold_state import SourceState
+
 __all__ = [
     "MAD_SCALE",
+    "AdaptiveLevel",
     "ReferenceTail",
     "adaptive_value",
     "log_level",
@@ -137,3 +144,115 @@ def adaptive_value(level: float, spread: float, margin: float, tail: ReferenceTa
     """
     d = max(spread, _SPREAD_FLOOR * tail.spread)
     return math.exp(level + margin * tail.k * d)
+
+
+class AdaptiveLevel:
+    """The adaptive method's learning and recalibration, on one source's state at a time.
+
+    Args:
+        config: the threshold settings (``level_*``, ``margin_*``, ``target_far``,
+            ``min_change_ratio``).
+        tail: the bundle's standardised tail (:func:`reference_tail`).
+    """
+
+    def __init__(self, config: ThresholdConfig, tail: ReferenceTail) -> None:
+        self.config = config
+        self.tail = tail
+        self._ewma_k = 1.0 - 0.5 ** (1.0 / config.window)  # as the bank's flag-rate gauge
+
+    def update(
+        self,
+        source_id: str,
+        st: SourceState,
+        score: float,
+        now_ms: int,
+        flagged: bool,
+        episode_open: bool,
+        opening: bool,
+        was_open: bool,
+        shift: bool,
+    ) -> list[Event]:
+        """Learn from one judged window; the events of a recalibration it caused, if any.
+
+        Called by :meth:`detector.threshold.ThresholdBank.update` with the source's state,
+        after the counters every method keeps (``opening``: this flagged window opens an
+        episode; ``was_open``: an episode was open before it).
+        """
+        cfg = self.config
+        if not score >= 0.0 or score == math.inf:  # NaN, inf, negative: not a score
+            st.invalid += 1
+            return []
+        # The realised rate: every window outside an episode counts, and inside one its
+        # flagged windows up to the episode's budget (see detector.adaptive, step 3).
+        if opening:
+            st.ep_spent = 0
+        if not was_open or opening or not flagged:
+            st.counted += 1
+            if flagged:
+                st.errs += 1
+                st.ep_spent += 1
+        elif st.ep_spent < cfg.margin_episode_budget:
+            st.counted += 1
+            st.errs += 1
+            st.ep_spent += 1
+        if episode_open:  # held back until the episode ends (step 4)
+            st.excl_episode += 1
+            st.pending.append(-score if flagged else score)
+            return []
+        st.flag_ewma += ((1.0 if flagged else 0.0) - st.flag_ewma) * self._ewma_k
+        window = cfg.level_window
+        learnt = 1
+        if st.pending:
+            held = st.pending
+            st.pending = []
+            for value in held:
+                if value >= 0.0 or shift:  # an incident's flagged windows are forgotten
+                    st.push(abs(value), window)
+                    learnt += 1
+        st.push(score, window)
+        st.accepted += learnt
+        st.since_recal += learnt
+        if shift:
+            return self._recalibrate(source_id, st, now_ms, "shift")
+        if st.own:
+            if st.since_recal < cfg.level_every:
+                return []
+            return self._recalibrate(source_id, st, now_ms, "scheduled")
+        if st.n < cfg.level_min_samples:
+            return []
+        return self._recalibrate(source_id, st, now_ms, "first")
+
+    def _recalibrate(
+        self, source_id: str, st: SourceState, now_ms: int, reason: str
+    ) -> list[Event]:
+        cfg = self.config
+        tail = self.tail
+        st.since_recal = 0
+        if st.n == 0:
+            return []
+        if st.own and st.counted:
+            step = cfg.margin_rate * (st.errs - cfg.target_far * st.counted)
+            st.margin = min(max(st.margin * math.exp(step), cfg.margin_min), cfg.margin_max)
+        st.errs = st.counted = 0  # the rate against the global fallback says nothing here
+        level, spread = log_level(st.buf[: st.n])
+        estimate = adaptive_value(level, spread, st.margin, tail)
+        st.recals += 1
+        st.calibrated_at_ms = now_ms
+        st.last_path = "level"
+        if not (math.isfinite(estimate) and estimate > 0):
+            return []
+        old = st.value
+        first = not st.own
+        if not first and abs(estimate - old) <= cfg.min_change_ratio * old:
+            return []
+        st.value = estimate
+        st.own = True
+        st.info = ThresholdInfo(estimate, "adaptive", cfg.target_far, st.n, now_ms, "source")
+        events: list[Event] = [
+            ThresholdRecalibrated(
+                source_id=source_id, at_ms=now_ms, old=old, new=estimate, method="adaptive",
+                target_far=cfg.target_far, samples_used=st.n, reason=reason, estimate=estimate,
+                estimator="level", margin=st.margin,
+            )
+        ]  # fmt: skip
+        return events

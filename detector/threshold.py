@@ -94,7 +94,7 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
-from detector.adaptive import ReferenceTail, adaptive_value, log_level, reference_tail
+from detector.adaptive import AdaptiveLevel, adaptive_value, log_level, reference_tail
 from detector.drift import change_point, drift_test, rank_shift_z
 from detector.errors import ConfigError
 from detector.events import DriftDetected, Event, RetrainRecommended, ThresholdRecalibrated
@@ -152,9 +152,9 @@ class ThresholdBank:
         if not np.all(np.isfinite(ref)):
             raise ConfigError("the reference scores hold NaN or infinite values")
         self.config = config
-        self._adaptive: ReferenceTail | None = None
+        self._adaptive: AdaptiveLevel | None = None
         if config.method == "adaptive" and ref.shape[0]:
-            self._adaptive = reference_tail(ref, config.target_far)
+            self._adaptive = AdaptiveLevel(config, reference_tail(ref, config.target_far))
         self._ref_sorted = np.sort(ref)
         digest = hashlib.sha256(self._ref_sorted.tobytes())
         digest.update(struct.pack("<d", recommended))
@@ -264,9 +264,12 @@ class ThresholdBank:
         st.prev_open = episode_open
         st.prev_flagged = flagged
         if self._adaptive is not None:
-            return self._adaptive_update(
+            events = self._adaptive.update(
                 source_id, st, score, now_ms, flagged, episode_open, opening, was_open, shift
             )
+            if st.own and events:
+                self._check_retrain(source_id, st, now_ms, events)
+            return events
         if episode_open and not opening:
             st.excl_episode += 1
             return []
@@ -287,101 +290,6 @@ class ThresholdBank:
         if st.since_recal < due and st.since_drift < self._drift_every:
             return []
         return self._maintain(source_id, st, now_ms)
-
-    # -- the adaptive method (detector.adaptive) ---------------------------------------------
-
-    def _adaptive_update(
-        self,
-        source_id: str,
-        st: SourceState,
-        score: float,
-        now_ms: int,
-        flagged: bool,
-        episode_open: bool,
-        opening: bool,
-        was_open: bool,
-        shift: bool,
-    ) -> list[Event]:
-        cfg = self.config
-        if not score >= 0.0 or score == math.inf:  # NaN, inf, negative: not a score
-            st.invalid += 1
-            return []
-        # The realised rate: every window outside an episode counts, and inside one its
-        # flagged windows up to the episode's budget (see detector.adaptive, step 3).
-        if opening:
-            st.ep_spent = 0
-        if not was_open or opening or not flagged:
-            st.counted += 1
-            if flagged:
-                st.errs += 1
-                st.ep_spent += 1
-        elif st.ep_spent < cfg.margin_episode_budget:
-            st.counted += 1
-            st.errs += 1
-            st.ep_spent += 1
-        if episode_open:  # held back until the episode ends (step 4)
-            st.excl_episode += 1
-            st.pending.append(-score if flagged else score)
-            return []
-        st.flag_ewma += ((1.0 if flagged else 0.0) - st.flag_ewma) * self._ewma_k
-        window = self._window
-        learnt = 1
-        if st.pending:
-            held = st.pending
-            st.pending = []
-            for value in held:
-                if value >= 0.0 or shift:  # an incident's flagged windows are forgotten
-                    st.push(abs(value), window)
-                    learnt += 1
-        st.push(score, window)
-        st.accepted += learnt
-        st.since_recal += learnt
-        if shift:
-            return self._adaptive_recalibrate(source_id, st, now_ms, "shift")
-        if st.own:
-            if st.since_recal < cfg.level_every:
-                return []
-            return self._adaptive_recalibrate(source_id, st, now_ms, "scheduled")
-        if st.n < cfg.level_min_samples:
-            return []
-        return self._adaptive_recalibrate(source_id, st, now_ms, "first")
-
-    def _adaptive_recalibrate(
-        self, source_id: str, st: SourceState, now_ms: int, reason: str
-    ) -> list[Event]:
-        cfg = self.config
-        tail = self._adaptive
-        assert tail is not None
-        st.since_recal = 0
-        if st.n == 0:
-            return []
-        if st.own and st.counted:
-            step = cfg.margin_rate * (st.errs - cfg.target_far * st.counted)
-            st.margin = min(max(st.margin * math.exp(step), cfg.margin_min), cfg.margin_max)
-        st.errs = st.counted = 0  # the rate against the global fallback says nothing here
-        level, spread = log_level(st.buf[: st.n])
-        estimate = adaptive_value(level, spread, st.margin, tail)
-        st.recals += 1
-        st.calibrated_at_ms = now_ms
-        st.last_path = "level"
-        if not (math.isfinite(estimate) and estimate > 0):
-            return []
-        old = st.value
-        first = not st.own
-        if not first and abs(estimate - old) <= cfg.min_change_ratio * old:
-            return []
-        st.value = estimate
-        st.own = True
-        st.info = ThresholdInfo(estimate, "adaptive", cfg.target_far, st.n, now_ms, "source")
-        events: list[Event] = [
-            ThresholdRecalibrated(
-                source_id=source_id, at_ms=now_ms, old=old, new=estimate, method="adaptive",
-                target_far=cfg.target_far, samples_used=st.n, reason=reason, estimate=estimate,
-                estimator="level", margin=st.margin,
-            )
-        ]  # fmt: skip
-        self._check_retrain(source_id, st, now_ms, events)
-        return events
 
     # -- recalibration and drift -----------------------------------------------------------
 
@@ -663,7 +571,7 @@ class ThresholdBank:
             return static
         if self._adaptive is not None:  # the same formula as a source's, at the reference level
             level, spread = log_level(ref)
-            value = adaptive_value(level, spread, 1.0, self._adaptive)
+            value = adaptive_value(level, spread, 1.0, self._adaptive.tail)
             return ThresholdInfo(value, "adaptive", cfg.target_far, ref.shape[0], None, "global")
         if cfg.method == "quantile":
             if ref.shape[0] * cfg.target_far < 5:
