@@ -36,7 +36,7 @@ import numpy.typing as npt
 import orjson
 
 from detector.alerts import Alert
-from detector.core import DetectorCore, InputRecord, Prepared, build_core
+from detector.core import BatchScores, DetectorCore, InputRecord, Prepared, build_core
 from detector.errors import ConfigError
 from detector.events import Event, encode_event
 from detector.messages import encode_binary
@@ -55,15 +55,6 @@ __all__ = [
 ]
 
 SCORE_BATCH = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class _One:
-    """One window's slice of a scored batch (the core's ScoreArrays protocol)."""
-
-    scores: npt.NDArray[np.float32]
-    step_errors: npt.NDArray[np.float32]
-    channel_errors: npt.NDArray[np.float32]
 
 
 @dataclass(slots=True)
@@ -143,7 +134,7 @@ def replay_records(
                 zip(prepared.records, prepared.windows, strict=True)
             ):
                 one = Prepared([record], [window], prepared.batch[i : i + 1], [])
-                part = _One(
+                part = BatchScores(
                     np.asarray(result.scores[i : i + 1]),
                     np.asarray(result.step_errors[i : i + 1]),
                     np.asarray(result.channel_errors[i : i + 1]),
@@ -151,6 +142,11 @@ def replay_records(
                 info = core.bank.get(window.source_id)
                 was = core.tracker.episode_id(window.source_id)
                 decisions = core.decide(one, part, window.event_time_ms)
+                if one.dead_letters:  # the model scored it NaN or infinite
+                    out.dead_letters.extend(
+                        (position[id(d.record)], d.reason, d.detail) for d in one.dead_letters
+                    )
+                    continue
                 now = core.tracker.episode_id(window.source_id)
                 out.scores.append(float(part.scores[0]))
                 out.thresholds.append(float(info.value))

@@ -42,6 +42,7 @@ from detector.threshold import ThresholdBank, ThresholdConfig, ThresholdInfo
 
 __all__ = [
     "STATE_FORMAT",
+    "BatchScores",
     "DeadLetter",
     "Decisions",
     "DetectorCore",
@@ -92,6 +93,15 @@ class ScoreArrays(Protocol):
     def step_errors(self) -> npt.NDArray[np.float32]: ...  # (B, T)
     @property
     def channel_errors(self) -> npt.NDArray[np.float32]: ...  # (B, C)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchScores:
+    """Scores of a batch as plain arrays (a :class:`ScoreArrays`): a subset or one window."""
+
+    scores: npt.NDArray[np.float32]  # (B,)
+    step_errors: npt.NDArray[np.float32]  # (B, T)
+    channel_errors: npt.NDArray[np.float32]  # (B, C)
 
 
 class Scorer(Protocol):
@@ -225,9 +235,32 @@ class DetectorCore:
     # -- step 2 ---------------------------------------------------------------------------
 
     def decide(self, prepared: Prepared, result: ScoreArrays, now_ms: int) -> Decisions:
-        """Thresholds, lifecycle and learning for a scored batch, in stream order."""
+        """Thresholds, lifecycle and learning for a scored batch, in stream order.
+
+        A window the model scored NaN or infinite is moved from ``prepared`` to its dead
+        letters (``non_finite_score``) before anything is decided: it says nothing about the
+        source, and must neither open an episode nor be learnt.
+        """
         out = Decisions()
         scores = np.asarray(result.scores, dtype=np.float64)
+        finite = np.isfinite(scores)
+        if not finite.all():
+            for i in np.flatnonzero(~finite):
+                prepared.dead_letters.append(
+                    DeadLetter(
+                        prepared.records[i], "non_finite_score", f"the model scored {scores[i]}"
+                    )
+                )
+            keep = np.flatnonzero(finite)
+            prepared.records = [prepared.records[i] for i in keep]
+            prepared.windows = [prepared.windows[i] for i in keep]
+            prepared.batch = prepared.batch[keep]
+            result = BatchScores(
+                np.asarray(result.scores)[keep],
+                np.asarray(result.step_errors)[keep],
+                np.asarray(result.channel_errors)[keep],
+            )
+            scores = scores[keep]
         for i, (record, window) in enumerate(zip(prepared.records, prepared.windows, strict=True)):
             source = window.source_id
             score = float(scores[i])

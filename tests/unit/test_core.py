@@ -200,3 +200,19 @@ def test_out_of_range_times_strings_and_long_ids_are_dead_letters_not_crashes() 
     }
     decisions.threshold_changes["s1"] = 0
     assert core.state_records(decisions)  # encodes: no out-of-range integer reached the state
+
+
+def test_a_window_scored_nan_or_infinite_is_a_dead_letter_not_a_decision() -> None:
+    from detector.core import BatchScores
+
+    core = _core("adaptive")
+    records = [record(i, 0.1) for i in range(4)]
+    prepared = core.prepare(records)
+    scores = np.array([0.1, np.nan, np.inf, 0.2], dtype=np.float32)
+    result = BatchScores(scores, np.zeros((4, 8), np.float32), np.zeros((4, 1), np.float32))
+    decisions = core.decide(prepared, result, 0)
+    assert [d.reason for d in prepared.dead_letters] == ["non_finite_score"] * 2
+    assert [r.offset for r in prepared.records] == [0, 3]
+    assert prepared.batch.shape[0] == 2
+    assert decisions.flagged == 0 and not decisions.alerts
+    assert core.bank.stats("s1").seen == 2  # only the finite windows reached the thresholds
