@@ -1,9 +1,15 @@
-"""Prometheus metrics and the /metrics, /healthz, /readyz endpoint of the detector."""
+"""Prometheus metrics and the /metrics, /healthz, /readyz endpoint of the detector.
+
+``/healthz`` and ``/readyz`` answer 200 or 503 with the reason in the body; what they mean
+is :mod:`detector.health`'s verdicts (live: the loop iterates; ready: consuming, broker
+reachable, not stalled).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
@@ -15,6 +21,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.process_collector import ProcessCollector
+
+from detector.health import HealthSettings, HealthTracker
 
 __all__ = ["DetectorMetrics", "HealthServer"]
 
@@ -108,9 +116,44 @@ class DetectorMetrics:
         self.publish_retries = Counter(
             "detector_publish_retries", "Batches aborted and retried.", registry=r
         )
-        self.ready = Gauge("detector_ready", "1 when consuming.", registry=r)
+        self.ready = Gauge(
+            "detector_ready",
+            "1 when /readyz answers 200: consuming, broker reachable, not stalled.",
+            registry=r,
+        )
+        self.broker_up = Gauge(
+            "detector_broker_up",
+            "1 while the broker answers the health probe, 0 from a failed probe (or "
+            "librdkafka reporting all brokers down) until the next successful one.",
+            registry=r,
+        )
+        self.broker_errors = Counter(
+            "detector_broker_errors",
+            "Connection-level errors: librdkafka error callbacks of the health probe's client "
+            "and failed probes, by error code (_TRANSPORT, _ALL_BROKERS_DOWN, _TIMED_OUT...).",
+            ["code"],
+            registry=r,
+        )
+        self.seconds_since_commit = Gauge(
+            "detector_seconds_since_commit",
+            "Seconds since input offsets were last committed (before the first commit: since "
+            "partitions were assigned). Grows on a quiet stream too; alert on it with lag.",
+            registry=r,
+        )
+        self.seconds_since_loop = Gauge(
+            "detector_seconds_since_loop_iteration",
+            "Seconds since the consume loop last iterated (/healthz fails past loop_stale_s).",
+            registry=r,
+        )
         self._max_sources = max_threshold_sources
         self._sources: set[str] = set()
+
+    def bind_health(self, health: HealthTracker, clock: Callable[[], float]) -> None:
+        """Read the health gauges from ``health`` at scrape time (``clock``: monotonic)."""
+        self.ready.set_function(lambda: float(health.ready(clock()).ok))
+        self.broker_up.set_function(lambda: float(health.broker_up))
+        self.seconds_since_commit.set_function(lambda: health.seconds_since_commit(clock()))
+        self.seconds_since_loop.set_function(lambda: health.seconds_since_loop(clock()))
 
     def set_source(
         self,
@@ -133,13 +176,33 @@ class DetectorMetrics:
 
 
 class HealthServer:
-    """Serves /metrics, /healthz (loop alive) and /readyz (consuming) on a daemon thread."""
+    """Serves /metrics, /healthz (loop alive) and /readyz (consuming, healthy) on a daemon
+    thread.
 
-    def __init__(self, metrics: DetectorMetrics, host: str, port: int, stale_s: float = 60.0):
+    Args:
+        metrics: what /metrics serves.
+        host: address to bind.
+        port: port to bind (0: any free one, see :attr:`port`).
+        health: the verdicts to serve; when None, a tracker of its own with default settings
+            (callers then report through :attr:`is_ready` and :meth:`beat`), bound to
+            ``metrics``.
+        clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        metrics: DetectorMetrics,
+        host: str,
+        port: int,
+        health: HealthTracker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.metrics = metrics
-        self.heartbeat = time.monotonic()
-        self.is_ready = False
-        self._stale_s = stale_s
+        self._clock = clock
+        if health is None:
+            health = HealthTracker(HealthSettings(), clock())
+            metrics.bind_health(health, clock)
+        self.health = health
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -148,13 +211,15 @@ class HealthServer:
                     body = generate_latest(server.metrics.registry)
                     self._send(200, body, CONTENT_TYPE_LATEST)
                 elif self.path.startswith("/healthz"):
-                    ok = time.monotonic() - server.heartbeat < server._stale_s
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
+                    self._verdict(server.health.live(server._clock()))
                 elif self.path.startswith("/readyz"):
-                    ok = server.is_ready
-                    self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                    self._verdict(server.health.ready(server._clock()))
                 else:
                     self._send(404, b"not found\n")
+
+            def _verdict(self, verdict: tuple[bool, str]) -> None:
+                ok, reason = verdict
+                self._send(200 if ok else 503, f"{reason}\n".encode())
 
             def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
                 self.send_response(code)
@@ -174,9 +239,18 @@ class HealthServer:
         """Begin serving."""
         self._thread.start()
 
+    @property
+    def is_ready(self) -> bool:
+        """Partitions are assigned (what /readyz needs first; see :mod:`detector.health`)."""
+        return self.health.consuming
+
+    @is_ready.setter
+    def is_ready(self, value: bool) -> None:
+        self.health.set_consuming(value, self._clock())
+
     def beat(self) -> None:
         """The loop is alive."""
-        self.heartbeat = time.monotonic()
+        self.health.beat(self._clock())
 
     def stop(self) -> None:
         """Stop serving."""

@@ -22,6 +22,7 @@ import numpy as np
 import structlog
 from confluent_kafka import TopicPartition
 
+from detector.broker_watch import BrokerWatch, kafka_probe
 from detector.bundle import Manifest
 from detector.core import (
     DeadLetter,
@@ -34,6 +35,7 @@ from detector.core import (
 )
 from detector.core import build_core as make_core
 from detector.events import encode_event
+from detector.health import HealthTracker
 from detector.kafka_io import KafkaIO, PublishError, offsets_after
 from detector.metrics import DetectorMetrics, HealthServer
 from detector.model import ScoreResult
@@ -92,6 +94,10 @@ class DetectorService:
         self.metrics = DetectorMetrics()
         self.io = KafkaIO(settings, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self.health: HealthServer | None = None
+        # What /healthz and /readyz answer (detector.health); the watch probes the broker.
+        self.health_state = HealthTracker(settings.health, time.monotonic())
+        self.metrics.bind_health(self.health_state, time.monotonic)
+        self.watch: BrokerWatch | None = None
         self._stop = threading.Event()
         # Committed since start: the stop log line reports these.
         self.totals = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
@@ -144,11 +150,10 @@ class DetectorService:
             records=restored,
             seconds=round(time.monotonic() - started, 3),
         )
-        if self.health is not None:
-            self.health.is_ready = True
-        self.metrics.ready.set(1)
+        self.health_state.set_consuming(True, time.monotonic())
 
     def _on_revoke(self, partitions: list[int]) -> None:
+        self.health_state.forget_input()  # what was read from them is not ours to commit
         # The batches being scored and published hold offsets of these partitions: let them
         # finish before they go (a failure is handled by the loop, which rewinds what is left).
         self._drain(recover=False)
@@ -176,8 +181,13 @@ class DetectorService:
             self.io.ensure_topics()
         self.io.start(s.startup_timeout_s)
         if s.metrics_port is not None:
-            self.health = HealthServer(self.metrics, s.metrics_host, s.metrics_port)
+            self.health = HealthServer(
+                self.metrics, s.metrics_host, s.metrics_port, self.health_state
+            )
             self.health.start()
+        probe, poll = kafka_probe(s.kafka, s.topics.windows, self._on_broker_error)
+        self.watch = BrokerWatch(self.health_state, probe, poll, self.metrics)
+        self.watch.start()
         log.info(
             "detector_started",
             model=self.core.manifest.model_id,
@@ -216,8 +226,7 @@ class DetectorService:
         crash: Exception | None = None
         try:
             while not self._stop.is_set():
-                if self.health is not None:
-                    self.health.beat()
+                self.health_state.beat(time.monotonic())
                 records = self.io.consume(s.max_batch, s.max_wait_s)
                 if self._failed_on_revoke is not None:
                     exc, self._failed_on_revoke = self._failed_on_revoke, None
@@ -245,6 +254,7 @@ class DetectorService:
                         break
                     continue
                 last_input = mono
+                self.health_state.consumed(mono)
                 self._records_read += len(records)
                 started = time.perf_counter()
                 prepared = self.core.prepare(records)
@@ -351,6 +361,10 @@ class DetectorService:
         done = time.perf_counter()
         return done - t0, done
 
+    def _on_broker_error(self, code: str, text: str, all_brokers_down: bool) -> None:
+        if self.watch is not None:
+            self.watch.on_error(code, text, all_brokers_down)
+
     def _settle(self, *, recover: bool = True) -> bool:
         """Wait for the batch being published; False if it failed and the input was rewound
         (``recover=False``, inside a rebalance callback: the loop rewinds after it).
@@ -371,6 +385,8 @@ class DetectorService:
                 self._failed_on_revoke = exc
             return False
         self._attempt = 0
+        if inflight.prepared is not None:  # input offsets (not a sweep's, a state write's)
+            self.health_state.committed(time.monotonic())
         self.metrics.publish_seconds.observe(publish_s)
         self._published(inflight, publish_s, committed_at)
         return True
@@ -465,12 +481,15 @@ class DetectorService:
         try:
             consumer = self.io.consumer
             assignment = consumer.assignment()
+            total = 0
             for tp in consumer.position(assignment):
                 _low, high = consumer.get_watermark_offsets(tp, timeout=1, cached=False)
                 if tp.offset >= 0:
+                    total += max(0, high - tp.offset)
                     self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(
                         max(0, high - tp.offset)
                     )
+            self.health_state.set_lag(total, time.monotonic())
             bank = self.core.bank
             sources = bank.sources()
             self.metrics.sources.set(len(sources))
@@ -503,10 +522,10 @@ class DetectorService:
         self._scorer_thread.shutdown(wait=True)
         self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
         gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
-        self.metrics.ready.set(0)
-        if self.health is not None:
-            self.health.is_ready = False
+        self.health_state.set_consuming(False, time.monotonic())
         self.io.close()
+        if self.watch is not None:
+            self.watch.stop()
         if self.health is not None:
             self.health.stop()
         if crash is None:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from detector.health import HealthSettings
 from detector.kafka_config import KafkaSettings
 from detector.log import LogFormat
 from detector.threshold import ThresholdConfig
@@ -78,6 +79,11 @@ class DetectorSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    health: HealthSettings = Field(
+        default_factory=HealthSettings,
+        description="When /healthz and /readyz fail, and the broker probe "
+        "(DETECTOR_HEALTH__STALL_S, __LOOP_STALE_S, __PROBE_INTERVAL_S, __PROBE_TIMEOUT_S).",
+    )
 
     group_id: str = "vae-detector"
     instance_id: str = Field(
