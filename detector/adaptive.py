@@ -13,10 +13,12 @@ the reconstruction errors is a shift):
 1. **Level and spread from the bulk.** The median and the MAD of the newest ``level_window``
    learnt log-scores. The bulk is learnt from tens of windows, and a few percent of anomalies
    hardly move it (no censoring needed, so no ratchet).
-2. **Tail shape from the bundle.** ``k``: the ``1 - target_far`` quantile of the bundle's
-   held-out normal log-scores standardised the same way (median, MAD). That sample is large and
-   clean; the stream's own is neither. Where it cannot resolve the rate (fewer than 5 expected
-   exceedances) an exponential tail fitted to its top is extrapolated.
+2. **Tail shape from the bundle.** ``k``: how far above the bundle's held-out normal
+   log-scores' median the training-calibrated threshold sits (for the bundle's own target
+   rate; for another rate, the ``1 - target_far`` quantile of those log-scores), in units of
+   their spread (MAD). That sample is large and clean; the stream's own is neither. Where it
+   cannot resolve the rate (fewer than 5 expected exceedances) an exponential tail fitted to
+   its top is extrapolated.
 3. **The promise kept online.** ``threshold = exp(level + margin * k * spread)``. ``margin``
    starts at 1 and is corrected at every recalibration by the realised flag rate since the
    last one, ``margin *= exp(margin_rate * (flags - target_far * windows))``: an online,
@@ -31,8 +33,9 @@ the reconstruction errors is a shift):
 4. **What is learnt.** Every window outside an episode. Windows inside an episode are held
    back: when the episode resolves, its unflagged windows are learnt and its flagged ones
    forgotten (an incident teaches nothing about normal); when the lifecycle declares it a
-   sustained shift (``DETECTOR_LIFECYCLE__SHIFT_AFTER_WINDOWS``), all of them are learnt and
-   the level is recomputed at once. Learning therefore pauses during an incident but never
+   sustained shift (``DETECTOR_LIFECYCLE__SHIFT_AFTER_WINDOWS``), they replace what was
+   learnt before (the old level is gone; keeping it would leave the median where it was and
+   open the next episode at once) and the level is recomputed from them. Learning therefore pauses during an incident but never
    for longer than that setting: no freeze deadlock.
 
 The threshold changes only at a recalibration (every ``level_every`` learnt windows, or at a
@@ -111,11 +114,16 @@ def log_level(scores: npt.ArrayLike) -> tuple[float, float]:
     return med, MAD_SCALE * float(np.median(np.abs(logs - med)))
 
 
-def reference_tail(reference: npt.ArrayLike, q: float) -> ReferenceTail:
+def reference_tail(
+    reference: npt.ArrayLike, q: float, anchor: float | None = None
+) -> ReferenceTail:
     """Standardise the bundle's reference scores and read the ``1 - q`` quantile off them.
 
-    With fewer than ``5 / q`` reference scores the quantile is extrapolated from an
-    exponential tail fitted to the top 10% of the standardised sample (its mean excess).
+    With ``anchor`` (the bundle's recommended threshold, calibrated by training for this
+    same rate) the quantile is that value, standardised: the adaptive threshold then starts
+    exactly where training put it. Otherwise, with fewer than ``5 / q`` reference scores the
+    quantile is extrapolated from an exponential tail fitted to the top 10% of the
+    standardised sample (its mean excess).
     """
     logs = _logs(reference)
     if logs.shape[0] == 0:
@@ -125,6 +133,8 @@ def reference_tail(reference: npt.ArrayLike, q: float) -> ReferenceTail:
         spread = max(float(np.std(logs)), 1e-6)
     z = np.sort((logs - med) / spread)
     n = z.shape[0]
+    if anchor is not None and math.isfinite(anchor) and anchor > 0:
+        return ReferenceTail((math.log(anchor) - med) / spread, spread, n * q >= _MIN_RESOLVED)
     if n * q >= _MIN_RESOLVED:
         return ReferenceTail(float(np.quantile(z, 1.0 - q)), spread, True)
     top = max(2, n // 10)
@@ -202,14 +212,18 @@ class AdaptiveLevel:
         st.flag_ewma += ((1.0 if flagged else 0.0) - st.flag_ewma) * self._ewma_k
         window = cfg.level_window
         learnt = 1
-        if st.pending:
-            held = st.pending
-            st.pending = []
+        held = st.pending
+        st.pending = []
+        if shift:  # the held-back windows are the new normal: the older level is gone
+            fresh = np.abs(np.asarray([*held, score], dtype=np.float32))[-window:]
+            st.keep_only(fresh, window)
+            learnt = int(fresh.shape[0])
+        else:
             for value in held:
-                if value >= 0.0 or shift:  # an incident's flagged windows are forgotten
-                    st.push(abs(value), window)
+                if value >= 0.0:  # an incident's flagged windows are forgotten
+                    st.push(value, window)
                     learnt += 1
-        st.push(score, window)
+            st.push(score, window)
         st.accepted += learnt
         st.since_recal += learnt
         if shift:

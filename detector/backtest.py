@@ -68,6 +68,7 @@ class BacktestRun:
         episode_ids: the episode the window belongs to (``""`` outside any).
         index: for each decided window, its position in the records given (dead letters
             leave gaps).
+        inputs: for each decided window, its record's (partition, offset).
         alerts, events: everything the core emitted, in order.
         dead_letters: (position, reason, detail) of records the core refused.
     """
@@ -78,6 +79,7 @@ class BacktestRun:
     scopes: list[str] = field(default_factory=list)
     episode_ids: list[str] = field(default_factory=list)
     index: list[int] = field(default_factory=list)
+    inputs: list[tuple[int, int]] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     dead_letters: list[tuple[int, str, str]] = field(default_factory=list)
@@ -155,6 +157,7 @@ def replay_records(
                 ended = [a.episode_id for a in decisions.alerts if a.state.value == "resolved"]
                 out.episode_ids.append(now or was or (ended[0] if ended else ""))
                 out.index.append(position[id(record)])
+                out.inputs.append((record.partition, record.offset))
                 out.alerts.extend(decisions.alerts)
                 out.events.extend(decisions.events)
         if progress is not None:
@@ -228,8 +231,15 @@ def summarise(
             seen.add(source)
         calibrated[i] = source in seen
     scores = np.asarray(run.scores, dtype=np.float64)
-    position = {record: i for i, record in enumerate(run.index)}
-    opened = [position[a.input.offset] for a in run.alerts if a.state.value == "opened"]
+    # a run built by hand may leave inputs out: then its records are window_records' (offset
+    # = position on partition 0)
+    inputs = run.inputs or [(0, record) for record in run.index]
+    position = {key: i for i, key in enumerate(inputs)}
+    opened = [
+        position[(a.input.partition, a.input.offset)]
+        for a in run.alerts
+        if a.state.value == "opened"
+    ]
 
     def part(mask: npt.NDArray[np.bool_]) -> dict[str, Any]:
         normal = mask & ~y
@@ -450,12 +460,12 @@ def backtest_file(
         ConfigError: the file does not fit the bundle (window length, channels), or no
             window is left to score.
     """
+    from detector import model as model_module
+    from detector.bundle import read_manifest
     from detector.datafile import read_windows
-    from detector.model import load_bundle
 
     say = progress or (lambda _line: None)
-    model = load_bundle(bundle_dir)
-    manifest = model.manifest
+    manifest = read_manifest(bundle_dir)  # no TensorFlow yet: file problems are found first
     kwargs = {"window": manifest.window_size, **(read or {})}
     data = read_windows(data_path, **kwargs)
     if data.values.shape[1:] != (manifest.window_size, manifest.n_channels):
@@ -476,7 +486,8 @@ def backtest_file(
     sources = [data.source_ids[i] for i in keep]
     times = data.event_time_ms[keep]
     records = window_records(data.values[keep], sources, times, topic=topic)
-    core = build_core(manifest, threshold, lifecycle)
+    model = model_module.load_bundle(bundle_dir)
+    core = build_core(model.manifest, threshold, lifecycle)
     say(f"backtest: {len(records)} windows of {data_path.name} through {bundle_dir}")
 
     def tick(done: int, total: int) -> None:

@@ -503,6 +503,7 @@ def build_core(
         threshold,
         np.asarray(manifest.reference_errors.sample, dtype=np.float64),
         manifest.threshold.value,
+        manifest.threshold.target_far,
     )
     return DetectorCore(
         manifest,

@@ -137,6 +137,8 @@ class ThresholdBank:
         config: the settings.
         reference_scores: the bundle's held-out normal scores (``reference_errors.sample``).
         recommended: the bundle's recommended threshold (``threshold.value``).
+        recommended_far: the rate it was calibrated for (``threshold.target_far``); when it
+            is ``config.target_far`` the adaptive method's tail is anchored on it.
 
     Raises:
         ConfigError: ``recommended`` is not a positive finite number, or the reference holds
@@ -144,7 +146,11 @@ class ThresholdBank:
     """
 
     def __init__(
-        self, config: ThresholdConfig, reference_scores: npt.ArrayLike, recommended: float
+        self,
+        config: ThresholdConfig,
+        reference_scores: npt.ArrayLike,
+        recommended: float,
+        recommended_far: float | None = None,
     ) -> None:
         ref = np.asarray(reference_scores, dtype=np.float64).ravel()
         if not (math.isfinite(recommended) and recommended > 0):
@@ -154,7 +160,10 @@ class ThresholdBank:
         self.config = config
         self._adaptive: AdaptiveLevel | None = None
         if config.method == "adaptive" and ref.shape[0]:
-            self._adaptive = AdaptiveLevel(config, reference_tail(ref, config.target_far))
+            anchor = recommended if recommended_far == config.target_far else None
+            self._adaptive = AdaptiveLevel(
+                config, reference_tail(ref, config.target_far, anchor=anchor)
+            )
         self._ref_sorted = np.sort(ref)
         digest = hashlib.sha256(self._ref_sorted.tobytes())
         digest.update(struct.pack("<d", recommended))

@@ -545,12 +545,6 @@ def test_a_file_whose_channels_do_not_fit_the_bundle_exits_2_with_one_error_line
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backtest_file loads the model (TensorFlow: seconds, and its lines on stderr) "
-    "before it reads the file, so a wrong path or a file that does not fit the bundle is "
-    "reported only after that; the manifest (no TensorFlow) is all those checks need",
-)
 @pytest.mark.parametrize("which", ["missing", "mismatch"])
 def test_file_errors_are_found_before_the_model_is_loaded(
     tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str

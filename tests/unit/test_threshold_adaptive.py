@@ -206,3 +206,13 @@ def test_a_slow_level_drift_is_followed_not_alerted_on() -> None:
     assert not [e for e in result.events if e.type == "shift_accepted"]
     assert 0.5 * TARGET <= flag_rate(result, 500) <= 2.0 * TARGET
     assert result.thresholds[-1] > 4.0 * result.thresholds[600]
+
+
+def test_one_sustained_shift_is_accepted_once_after_a_long_history() -> None:
+    """After a long normal history the accepted windows replace it: a level kept from before
+    would leave the median where it was, and the next window would open another episode."""
+    rng = np.random.default_rng(5)
+    scores = np.concatenate([normal(rng, 3000), 3.0 + normal(rng, 3000, scale=2.0)])
+    result = run(scores)
+    assert len([e for e in result.events if e.type == "shift_accepted"]) == 1
+    assert 0.5 * TARGET <= flag_rate(result, 3000 + 600) <= 2.0 * TARGET
