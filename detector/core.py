@@ -127,9 +127,9 @@ class Decisions:
     alerts: list[Alert] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     flagged: int = 0
-    # source_id -> input partition, for sources whose state must be snapshotted now:
-    # episode state whenever it changed (small, every batch), threshold state on a
-    # recalibration or every state_interval_ms (larger).
+    # source_id -> input partition, for sources whose state goes into this batch's
+    # transaction: episode state whenever it changed, threshold state of every source the
+    # batch touched (with state_interval_ms > 0: on a recalibration, or once per interval).
     episode_changes: dict[str, int] = field(default_factory=dict)
     threshold_changes: dict[str, int] = field(default_factory=dict)
 
@@ -147,7 +147,12 @@ class DetectorCore:
         bank: per-source thresholds.
         lifecycle: episode rules.
         max_message_bytes: larger records are dead-lettered as ``oversize``.
-        state_interval_ms: snapshot a touched source's state at least this often.
+        state_interval_ms: 0 (exactly-once state): every source a batch touches has its
+            state in that batch's records (:meth:`state_records`), so the state topic holds
+            exactly the state of the committed offsets. Above 0, a touched source's threshold
+            state is written on a recalibration or at most this often, and
+            :meth:`unsaved_state` lists what is left to write (a clean stop and a revoke
+            write it); a crash then restores older threshold state than the offsets.
     """
 
     def __init__(
@@ -156,7 +161,7 @@ class DetectorCore:
         bank: ThresholdBank,
         lifecycle: LifecycleSettings,
         max_message_bytes: int = 1 << 20,
-        state_interval_ms: int = 10_000,
+        state_interval_ms: int = 0,
     ) -> None:
         self.manifest = manifest
         self.bank = bank
@@ -170,6 +175,7 @@ class DetectorCore:
         )
         self._state_interval_ms = state_interval_ms
         self._last_state_ms: dict[str, int] = {}
+        self._unsaved: set[str] = set()  # threshold state not written (state_interval_ms > 0)
         self._last_ref: dict[str, InputRef] = {}
         self._partition_of: dict[str, int] = {}
 
@@ -325,11 +331,36 @@ class DetectorCore:
                 )  # fmt: skip
             if events:
                 out.events.extend(events)
+            # Every scored window changes its source's threshold state (counters, ring).
+            if (
+                events
+                or not self._state_interval_ms
+                or now_ms - self._last_state_ms.get(source, 0) >= self._state_interval_ms
+            ):
                 out.threshold_changes[source] = record.partition
-            elif now_ms - self._last_state_ms.get(source, 0) >= self._state_interval_ms:
-                out.threshold_changes[source] = record.partition
-        for source in out.threshold_changes:
-            self._last_state_ms[source] = now_ms
+            else:
+                self._unsaved.add(source)
+        if self._state_interval_ms:
+            for source in out.threshold_changes:
+                self._last_state_ms[source] = now_ms
+                self._unsaved.discard(source)
+        return out
+
+    def unsaved_state(self, partitions: set[int] | None = None) -> Decisions:
+        """The threshold state decided but not yet in any batch's records (only with
+        ``state_interval_ms`` > 0), of these input partitions (None: all), as a
+        :class:`Decisions` for :meth:`state_records`; it counts as written from now on.
+
+        Publish it only once every decided batch is committed: it is the state after them.
+        """
+        out = Decisions()
+        for source in sorted(self._unsaved):
+            partition = self._partition_of.get(source)
+            if partition is None or source not in self.bank:
+                self._unsaved.discard(source)
+            elif partitions is None or partition in partitions:
+                out.threshold_changes[source] = partition
+                self._unsaved.discard(source)
         return out
 
     def _episode_id(self, record: InputRecord) -> str:
@@ -425,18 +456,24 @@ class DetectorCore:
         """(key, input partition, value) records for the compacted state topic.
 
         Keys are ``episode/<source>`` (value None, a tombstone, once no episode is open) and
-        ``threshold/<source>``.
+        ``threshold/<source>``. An episode record also holds the input position of the
+        episode's last window (``last_ref``): an idle-sweep resolution after a restart cites
+        it (its alert id depends on it), as the uninterrupted detector would.
         """
         out: list[tuple[str, int, bytes | None]] = []
         for source, partition in decisions.episode_changes.items():
             episode = self.tracker.snapshot(source)
-            value = (
-                None
-                if episode is None
-                else orjson.dumps(
-                    {"format": STATE_FORMAT, "model_sha256": self._model.sha256, "episode": episode}
-                )
-            )
+            value = None
+            if episode is not None:
+                doc: dict[str, object] = {
+                    "format": STATE_FORMAT,
+                    "model_sha256": self._model.sha256,
+                    "episode": episode,
+                }
+                ref = self._last_ref.get(source)
+                if ref is not None:
+                    doc["last_ref"] = [ref.topic, ref.partition, ref.offset, ref.seq]
+                value = orjson.dumps(doc)
             out.append((EPISODE_KEY + source, partition, value))
         for source, partition in decisions.threshold_changes.items():
             doc = {
@@ -460,7 +497,18 @@ class DetectorCore:
             if doc.get("format") != STATE_FORMAT or doc.get("model_sha256") != self._model.sha256:
                 return False  # another model's scores live on another scale
             if kind == "episode":
+                ref = doc.get("last_ref")
+                last_ref = None
+                if ref is not None:
+                    topic, ref_partition, offset, seq = ref
+                    last_ref = InputRef(
+                        topic=topic, partition=ref_partition, offset=offset, seq=seq
+                    )
                 self.tracker.restore(source, doc["episode"])
+                if last_ref is None:
+                    self._last_ref.pop(source, None)
+                else:
+                    self._last_ref[source] = last_ref
             else:
                 self.bank.restore(source, base64.b64decode(doc["threshold"]))
         except (
@@ -484,6 +532,7 @@ class DetectorCore:
             self._partition_of.pop(source, None)
             self._last_ref.pop(source, None)
             self._last_state_ms.pop(source, None)
+            self._unsaved.discard(source)
         return gone
 
 
@@ -493,7 +542,7 @@ def build_core(
     lifecycle: LifecycleSettings,
     *,
     max_message_bytes: int = 1 << 20,
-    state_interval_ms: int = 10_000,
+    state_interval_ms: int = 0,
 ) -> DetectorCore:
     """The core for a bundle, its thresholds warm-started from the bundle's reference errors.
 

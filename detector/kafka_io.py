@@ -49,6 +49,7 @@ __all__ = [
 log = structlog.get_logger()
 
 H_INPUT_PARTITION = "input-partition"
+STATE_SEGMENT_BYTES = 16 << 20  # the state topic's segments (see ensure_topics)
 # The transactional producer's retry backoff (see KafkaIO.producer for why).
 TXN_RETRY_BACKOFF = {"retry.backoff.ms": 5, "retry.backoff.max.ms": 20}
 
@@ -294,7 +295,13 @@ class KafkaIO:
                 t.state,
                 num_partitions=windows_parts,
                 replication_factor=rf,
-                config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+                # Every batch writes the state of each source it touched: segments of
+                # 16 MiB (not 1 GiB) let compaction keep what a restore reads small.
+                config={
+                    "cleanup.policy": "compact",
+                    "min.compaction.lag.ms": "60000",
+                    "segment.bytes": str(STATE_SEGMENT_BYTES),
+                },
             ),
         }
         missing = [topic for name, topic in wanted.items() if name not in existing]

@@ -109,7 +109,14 @@ class DetectorSettings(BaseSettings):
     max_message_bytes: int = Field(1 << 20, ge=64, description="Larger records are dead-lettered.")
 
     state_interval_s: float = Field(
-        10.0, gt=0, description="Snapshot a busy source's state to the state topic this often."
+        0.0,
+        ge=0,
+        description="0 (exactly-once state): every batch's transaction carries the state of "
+        "every source it touched, so a restart restores exactly the state of the committed "
+        "offsets and reproduces the uninterrupted run's alerts. Above 0, a source's threshold "
+        "state is written on a recalibration or at most this often (a clean stop and a "
+        "rebalance write the rest): less to write, but a crash restores older threshold "
+        "state than the offsets, and the alerts after it may differ.",
     )
     log_interval_s: float = Field(
         5.0, gt=0, description="Quiet batches are summarised in one log line this often."

@@ -108,6 +108,7 @@ def _run(
     fail_publish: set[int],
     max_batch: int = BATCH,
     kafka_type: type[ScriptedKafka] = ScriptedKafka,
+    **extra: object,
 ) -> ScriptedKafka:
     manifest = make_manifest()
     settings = DetectorSettings(
@@ -118,6 +119,7 @@ def _run(
         stop_when_idle_s=0.05,
         max_wait_s=0.001,
         max_batch=max_batch,
+        **extra,
     )
     records = [record(i, level) for i, level in enumerate(_levels())]
     kafka = kafka_type(records, fail_publish)
@@ -169,12 +171,24 @@ def test_a_failed_publish_drops_the_next_batch_and_replays_both_from_the_committ
     assert _ids(failed) == _ids(clean)  # each alert exactly once, same ids, same order
     assert len(set(_ids(failed))) == len(_ids(failed))
     assert failed.committed == clean.committed == len(_levels())
-    # Episodes are snapshotted on every change, so they come back exactly; thresholds are
-    # snapshotted every state_interval_s (their score buffers may differ, their keys do not).
+    # Every batch carries the state it changed, so the state comes back exactly (thresholds
+    # byte for byte; episodes but for their wall-clock arrival time).
     assert failed.state.keys() == clean.state.keys()
+    thresholds = {k: v for k, v in clean.state.items() if k.startswith("threshold/")}
+    assert thresholds
+    assert {k: failed.state[k] for k in thresholds} == thresholds
     episodes = _episodes(clean)
     assert episodes
     assert _episodes(failed) == episodes
+
+
+def test_with_a_state_interval_the_stop_writes_the_state_no_batch_carried() -> None:
+    exact = _run(set())
+    # An interval longer than the run: batches write threshold state only when it is new.
+    lazy = _run(set(), state_interval_s=3600)
+    assert lazy.calls > exact.calls  # the stop's own state-only transaction
+    thresholds = {k: v for k, v in exact.state.items() if k.startswith("threshold/")}
+    assert {k: lazy.state[k] for k in thresholds} == thresholds
 
 
 def test_offsets_after_are_the_last_offset_plus_one_per_partition() -> None:
