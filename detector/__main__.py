@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
+from detector.alertmanager_cli import add_bridge_arguments
 from detector.config_errors import describe_settings_error
 from detector.errors import (
     BundleError,
@@ -126,6 +127,11 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     kafka = settings.kafka
     if args.bootstrap_servers:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap_servers})
+    if args.to_alertmanager:
+        from detector.alertmanager_cli import run_bridge
+
+        topic = args.topic or settings.topics.alerts
+        return run_bridge(args, kafka, topic, settings.log_level, settings.log_format)
     with contextlib.suppress(KeyboardInterrupt):
         follow_alerts(
             kafka,
@@ -297,6 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--json", action="store_true", help="raw JSON lines")
     alerts.add_argument("--max", type=int, help="stop after this many")
     alerts.add_argument("--timeout", type=float, help="stop after this many seconds")
+    add_bridge_arguments(alerts)
     alerts.set_defaults(func=_cmd_alerts)
 
     schema = sub.add_parser("schema", help="print a message JSON Schema")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Idempotent set-up: a virtual environment in .venv with the project and its dev tools, and
-# Apache Kafka's jars (for the local JVM broker) resolved by Maven into a cache outside the repo.
-# Re-running is cheap: the install is skipped while pyproject.toml is unchanged.
+# Idempotent set-up: a virtual environment in .venv with the project and its dev tools,
+# Apache Kafka's jars (for the local JVM broker) resolved by Maven into a cache outside the repo,
+# and the ops tools the tests run for real (Prometheus, Alertmanager, docker-compose: Debian
+# packages, scripts/setup_ops.sh). Re-running is cheap: each step is skipped when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,4 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     echo "setup: java/mvn not found: the local broker is unavailable (Docker or KAFKA_BOOTSTRAP_SERVERS still work)" >&2
   fi
 fi
+bash scripts/setup_ops.sh

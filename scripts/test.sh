@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, lint, format check, type check, compose check, and every
-# pytest test (unit, integration against a real Kafka broker, slow).
+# The whole test suite: set-up, lint, format check, type check, compose check, Prometheus and
+# Alertmanager config and rule checks, and every pytest test (unit, integration against a real
+# Kafka broker and the real Prometheus and Alertmanager, slow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,6 +16,21 @@ if command -v docker-compose >/dev/null; then
   docker-compose config -q
 else
   echo "== docker-compose not installed: compose file not validated" >&2
+fi
+if command -v promtool >/dev/null; then
+  echo "== promtool: Prometheus config, rules and rule unit tests (ops/prometheus)" >&2
+  promtool check rules ops/prometheus/rules.yml
+  promtool check config ops/prometheus/prometheus.yml >/dev/null
+  promtool check config ops/prometheus/prometheus.local.yml >/dev/null
+  promtool test rules ops/prometheus/rules_test.yml
+else
+  echo "== promtool not installed: Prometheus rules not checked" >&2
+fi
+if command -v amtool >/dev/null; then
+  echo "== amtool: Alertmanager config (ops/alertmanager)" >&2
+  amtool check-config ops/alertmanager/alertmanager.yml >/dev/null
+else
+  echo "== amtool not installed: Alertmanager config not checked" >&2
 fi
 echo "== pytest" >&2
 set +e
