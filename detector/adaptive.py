@@ -35,8 +35,8 @@ the reconstruction errors is a shift):
    forgotten (an incident teaches nothing about normal); when the lifecycle declares it a
    sustained shift (``DETECTOR_LIFECYCLE__SHIFT_AFTER_WINDOWS``), they replace what was
    learnt before (the old level is gone; keeping it would leave the median where it was and
-   open the next episode at once) and the level is recomputed from them. Learning therefore pauses during an incident but never
-   for longer than that setting: no freeze deadlock.
+   open the next episode at once) and the level is recomputed from them. Learning therefore
+   pauses during an incident but never for longer than that setting: no freeze deadlock.
 
 The threshold changes only at a recalibration (every ``level_every`` learnt windows, or at a
 sustained shift), and only by more than ``min_change_ratio``: the same stream gives the same

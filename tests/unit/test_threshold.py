@@ -28,8 +28,8 @@ from detector.threshold import (
 )
 
 REF = np.random.default_rng(100).gamma(8, size=2000)
-SMALL = {"method": "quantile", "window": 1000, "min_samples": 200, "recalibrate_every": 50, "drift_check_every": 250,
-         "drift_recent": 400, "drift_reference_min": 400}  # fmt: skip
+SMALL = {"method": "quantile", "window": 1000, "min_samples": 200, "recalibrate_every": 50,
+         "drift_check_every": 250, "drift_recent": 400, "drift_reference_min": 400}  # fmt: skip
 
 
 def bank(**config: object) -> ThresholdBank:
