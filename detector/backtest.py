@@ -39,8 +39,8 @@ from detector.alerts import Alert
 from detector.core import BatchScores, DetectorCore, InputRecord, Prepared, build_core
 from detector.errors import ConfigError
 from detector.events import Event, encode_event
+from detector.lifecycle import LifecycleSettings
 from detector.messages import encode_binary
-from detector.settings import LifecycleSettings
 from detector.threshold import ThresholdConfig
 
 __all__ = [

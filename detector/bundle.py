@@ -46,7 +46,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from detector.errors import BundleChecksumError, BundleSchemaError
@@ -265,6 +264,8 @@ def _verify_checksums(bundle_dir: Path, manifest_raw: bytes) -> None:
     """
     path = bundle_dir / CHECKSUM_FILE
     if not path.is_file():
+        import structlog  # only here: the pure core imports this module, not the logging stack
+
         structlog.get_logger().warning(
             "bundle_manifest_unverified",
             bundle=str(bundle_dir),

@@ -35,9 +35,8 @@ from detector.alerts import (
 from detector.bundle import Manifest
 from detector.errors import DecodeError, DetectorError
 from detector.events import Event, ShiftAccepted
-from detector.lifecycle import EpisodeTracker, Transition
+from detector.lifecycle import EpisodeTracker, LifecycleSettings, Transition
 from detector.messages import DecodedWindow, Headers, decode_window
-from detector.settings import LifecycleSettings
 from detector.threshold import ThresholdBank, ThresholdConfig, ThresholdInfo
 
 __all__ = [

@@ -15,7 +15,6 @@ Decisions use event time, not the wall clock, so replaying the same records give
 alerts: what exactly-once needs after a crash.
 
 Examples:
-    >>> from detector.settings import LifecycleSettings
     >>> t = EpisodeTracker(LifecycleSettings(resolve_after_windows=2))
     >>> steps = [(True, 0), (True, 1), (False, 2), (False, 3)]
     >>> [getattr(t.observe("s", f, 1.0, ms, "ep-1"), "state", None) for f, ms in steps]
@@ -26,10 +25,37 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from detector.alerts import AlertState
-from detector.settings import LifecycleSettings
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Episode", "EpisodeTracker", "Transition"]
+from detector.alerts import AlertState
+
+__all__ = ["Episode", "EpisodeTracker", "LifecycleSettings", "Transition"]
+
+
+class LifecycleSettings(BaseModel):
+    """How anomalous windows of one source become one alert episode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ongoing_interval_s: float = Field(
+        30.0, gt=0, description="At most one 'ongoing' update per episode per this much event time."
+    )
+    resolve_after_windows: int = Field(
+        5, ge=1, description="Consecutive normal windows that resolve an episode."
+    )
+    resolve_after_s: float = Field(
+        300.0, gt=0, description="Event time without an anomalous window that resolves it."
+    )
+    top_k: int = Field(5, ge=1, le=50, description="Contributing steps/channels in an alert.")
+    shift_after_windows: int = Field(
+        300,
+        ge=0,
+        description="An episode still open after this many windows is a sustained shift, not "
+        "an incident: it is resolved with that reason, a 'shift_accepted' event is published, "
+        "and its windows are learnt as the source's new normal (the threshold follows). "
+        "Incidents longer than this are reported for this long, then absorbed. 0: never (the "
+        "threshold stays frozen for as long as the episode lasts; not recommended).",
+    )
 
 
 @dataclass(slots=True)

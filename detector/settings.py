@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detector.health import HealthSettings
 from detector.kafka_config import KafkaSettings
+from detector.lifecycle import LifecycleSettings
 from detector.log import LogFormat
 from detector.threshold import ThresholdConfig
 
@@ -35,32 +36,6 @@ class TopicSettings(BaseModel):
     create_missing: bool = True
     partitions: int = Field(4, ge=1, description="Partitions of topics the detector creates.")
     replication_factor: int = Field(1, ge=1)
-
-
-class LifecycleSettings(BaseModel):
-    """How anomalous windows of one source become one alert episode."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ongoing_interval_s: float = Field(
-        30.0, gt=0, description="At most one 'ongoing' update per episode per this much event time."
-    )
-    resolve_after_windows: int = Field(
-        5, ge=1, description="Consecutive normal windows that resolve an episode."
-    )
-    resolve_after_s: float = Field(
-        300.0, gt=0, description="Event time without an anomalous window that resolves it."
-    )
-    top_k: int = Field(5, ge=1, le=50, description="Contributing steps/channels in an alert.")
-    shift_after_windows: int = Field(
-        300,
-        ge=0,
-        description="An episode still open after this many windows is a sustained shift, not "
-        "an incident: it is resolved with that reason, a 'shift_accepted' event is published, "
-        "and its windows are learnt as the source's new normal (the threshold follows). "
-        "Incidents longer than this are reported for this long, then absorbed. 0: never (the "
-        "threshold stays frozen for as long as the episode lasts; not recommended).",
-    )
 
 
 class DetectorSettings(BaseSettings):
