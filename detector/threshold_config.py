@@ -69,7 +69,10 @@ class ThresholdConfig(BaseModel):
         50, ge=10, description="adaptive: learnt windows before a source's first own threshold."
     )
     level_every: int = Field(
-        10, ge=1, description="adaptive: learnt windows between recalibrations."
+        50,
+        ge=1,
+        description="adaptive: learnt windows between recalibrations (and so, at most, "
+        "between threshold_recalibrated events of a source).",
     )
     margin_rate: float = Field(
         0.03,
