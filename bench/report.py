@@ -245,6 +245,7 @@ def _throughput(t: dict[str, Any]) -> str:
         "detector_binary": ratios.get("detector_binary_vs_consume_only"),
         "detector_binary_batch8192": ratios.get("detector_binary_batch8192_vs_consume_only"),
         "detector_binary_backoff": ratios.get("detector_binary_backoff_vs_consume_only"),
+        "detector_binary_state_10s": ratios.get("detector_binary_state_10s_vs_consume_only"),
         "consume_only_json": 1.0,
         "detector_json": ratios.get("detector_json_vs_consume_only_json"),
     }
@@ -257,6 +258,7 @@ def _throughput(t: dict[str, Any]) -> str:
         "read_only_json": "read-only, JSON (no decode)",
         "detector_binary_batch8192": "detector, binary, max_batch 8192",
         "detector_binary_backoff": "detector, binary, librdkafka default retry.backoff.ms 100",
+        "detector_binary_state_10s": "detector, binary, threshold state every 10 s (not per batch)",
     }
     for key, label in labels.items():
         r = med.get(key) or {}

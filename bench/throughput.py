@@ -39,6 +39,9 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "detector",
         {"kafka": {"extra": LIBRDKAFKA_BACKOFF}},
     ),
+    # threshold state written every 10 s (the former default) instead of in every batch's
+    # transaction (exactly-once state): what the per-batch state costs
+    "detector_binary_state_10s": ("binary", "detector", {"state_interval_s": 10.0}),
 }
 
 
@@ -160,7 +163,11 @@ def run_throughput(ctx: Context) -> dict[str, Any]:
             "detector_binary_backoff_vs_consume_only": paired(
                 "detector_binary_backoff", "consume_only_binary"
             ),
+            "detector_binary_state_10s_vs_consume_only": paired(
+                "detector_binary_state_10s", "consume_only_binary"
+            ),
             "detector_json_vs_binary": paired("detector_json", "detector_binary"),
+            "detector_binary_vs_state_10s": paired("detector_binary", "detector_binary_state_10s"),
             "detector_binary_vs_naive": stats.median_ratio(
                 [r.per_s for r in runs["detector_binary"]], naive_runs
             ),
