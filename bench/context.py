@@ -65,7 +65,8 @@ class Context:
 
             t0 = time.perf_counter()
             loaded = load_bundle(path)
-            loaded.warmup(8192)  # every batch size the variants use (max_batch up to 8192)
+            # every batch size the variants use (max_batch up to 8192)
+            loaded.warmup(8192, largest=None)
             self._models[path] = LoadedModel(
                 path, loaded, loaded.manifest, time.perf_counter() - t0
             )

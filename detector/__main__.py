@@ -39,6 +39,48 @@ __all__ = ["main"]
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 
+RUN_DESCRIPTION = """\
+Consume windows, score each micro-batch with the bundle's model, keep per-source thresholds
+and alert episodes, and publish alerts, events and dead letters (exactly once by default).
+
+Settings: DETECTOR_* environment variables and .env, then these flags (flags win); the
+brokers fall back to KAFKA_BOOTSTRAP_SERVERS. Every setting: README, Running the detector.
+
+exit codes:
+  0  stopped cleanly (SIGTERM/SIGINT, or --stop-when-idle)
+  1  crashed (logged as detector_crashed, with the cause)
+  2  bad settings, an option librdkafka rejects, or a bundle that must not be loaded
+     (its checksum or schema version)
+  3  Kafka unreachable at start-up (within --startup-timeout-s)
+"""
+
+ALERTS_DESCRIPTION = """\
+Print the alerts topic, one readable line per alert (a legend first), or raw JSON lines.
+
+exit codes:
+  0  done (end of the topic without --follow, --max, --timeout, or Ctrl-C)
+  1  the topic does not exist
+  2  bad settings
+  3  Kafka unreachable
+"""
+
+
+def _default(*path: str) -> str:
+    """The default of a ``DetectorSettings`` field, for help texts (``"kafka",
+    "bootstrap_servers"`` is a nested one)."""
+    from pydantic import BaseModel
+
+    from detector.settings import DetectorSettings
+
+    model: type[BaseModel] = DetectorSettings
+    value: Any = None
+    for name in path:
+        field = model.model_fields[name]
+        value = field.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel):
+            model = type(value)
+    return str(value)
+
 
 def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """CLI flags that were given, as nested settings (they override env and .env)."""
@@ -141,6 +183,7 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
             as_json=args.json,
             max_alerts=args.max,
             timeout_s=args.timeout,
+            legend=None if args.json else sys.stderr,
         )
     return 0
 
@@ -173,7 +216,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         f"({m.threshold.method}, {m.threshold.n_samples} held-out normal windows)"
     )
     for key in sorted(m.metrics):
-        print(f"metric     {key} = {m.metrics[key]:.4g}")
+        print(f"metric     {key} = {_metric(key, m.metrics)}")
+    if "test_false_alarm_rate" in m.metrics and "test_recall" not in m.metrics:
+        print(
+            "note       the test split held no anomalous window: recall, precision and AUROC "
+            "are n/a (detector backtest on labelled data measures them)"
+        )
     if (args.bundle / CHECKSUM_FILE).is_file():
         print(f"checksum   ok ({MANIFEST_FILE} and {MODEL_FILE}, {CHECKSUM_FILE})")
     else:
@@ -182,6 +230,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             "an older export; export again to cover it)"
         )
     return 0
+
+
+def _metric(key: str, metrics: dict[str, float]) -> str:
+    """A manifest metric for people: precision without recall (a test split with no
+    anomalous window: older bundles stored 0) is n/a, not 0."""
+    if key.endswith("test_precision") and key.replace("precision", "recall") not in metrics:
+        return "n/a (no anomalous test window)"
+    return f"{metrics[key]:.4g}"
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -251,67 +307,184 @@ def _one_line(exc: Exception) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="detector", description="Streaming VAE anomaly detector on Kafka."
+        prog="detector",
+        description="Streaming VAE anomaly detector on Kafka.",
+        epilog="'detector COMMAND --help' describes a command, its options and exit codes.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
         "run",
-        help="consume windows, score, publish alerts",
-        description="Settings come from DETECTOR_* env vars and .env; flags override them.",
+        help="consume windows, score, publish alerts (the service)",
+        description=RUN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--bundle", type=Path, help="model bundle directory")
-    run.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+    run.add_argument(
+        "--bundle", type=Path, help=f"model bundle directory (default {_default('bundle')})"
+    )
+    run.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT,...",
+        help="Kafka brokers (env DETECTOR_KAFKA__BOOTSTRAP_SERVERS, else "
+        f"KAFKA_BOOTSTRAP_SERVERS; default {_default('kafka', 'bootstrap_servers')})",
+    )
     run.add_argument(
         "-X",
         dest="option",
         action="append",
         metavar="KEY=VALUE",
-        help="any librdkafka option (repeatable)",
+        help="any librdkafka option, e.g. -X linger.ms=5 (repeatable; default none)",
     )
-    run.add_argument("--windows-topic")
-    run.add_argument("--alerts-topic")
-    run.add_argument("--events-topic")
-    run.add_argument("--dead-letter-topic")
-    run.add_argument("--state-topic")
-    run.add_argument("--partitions", type=int, help="partitions of topics it creates")
-    run.add_argument("--no-create-topics", action="store_true")
-    run.add_argument("--group-id")
-    run.add_argument("--instance-id", help="stable id of this instance (default: hostname)")
-    run.add_argument("--delivery", choices=["exactly-once", "at-least-once"])
+    for flag, key, what in (
+        ("--windows-topic", "windows", "input topic"),
+        ("--alerts-topic", "alerts", "alerts topic"),
+        ("--events-topic", "events", "events topic (recalibrations, drift, retrain advice)"),
+        ("--dead-letter-topic", "dead_letters", "topic of inputs that could not be scored"),
+        ("--state-topic", "state", "compacted topic of per-source threshold and episode state"),
+    ):
+        run.add_argument(flag, metavar="TOPIC", help=f"{what} (default {_default('topics', key)})")
+    run.add_argument(
+        "--partitions",
+        type=int,
+        help=f"partitions of the topics it creates (default {_default('topics', 'partitions')})",
+    )
+    run.add_argument(
+        "--no-create-topics",
+        action="store_true",
+        help="refuse to start when a topic is missing (default: create missing topics)",
+    )
+    run.add_argument("--group-id", help=f"consumer group (default {_default('group_id')})")
+    run.add_argument(
+        "--instance-id",
+        help="stable id of this instance: its static group membership and transactional id; "
+        "give each process on one host its own (default: the hostname)",
+    )
+    run.add_argument(
+        "--delivery",
+        choices=["exactly-once", "at-least-once"],
+        help=f"exactly-once uses Kafka transactions (default {_default('delivery')})",
+    )
     run.add_argument(
         "--threshold-method",
         choices=["adaptive", "static", "quantile", "spot"],
-        help="how thresholds are set (default adaptive; see README, Thresholds)",
+        help="how thresholds are set (default "
+        f"{_default('threshold', 'method')}; see README, Thresholds)",
     )
-    run.add_argument("--target-far", type=float, help="target false-alarm rate, e.g. 0.01")
-    run.add_argument("--max-batch", type=int)
-    run.add_argument("--max-wait-s", type=float)
-    run.add_argument("--stop-when-idle", dest="stop_when_idle_s", type=float, metavar="SECONDS")
-    run.add_argument("--startup-timeout-s", type=float)
-    run.add_argument("--metrics-port", type=int)
-    run.add_argument("--no-metrics", action="store_true")
-    run.add_argument("--log-level")
-    run.add_argument("--log-format", choices=["auto", "json", "console"])
+    run.add_argument(
+        "--target-far",
+        type=float,
+        metavar="RATE",
+        help="promised false-alarm rate: the share of normal windows flagged, above 0 and "
+        f"below 0.5 (default {_default('threshold', 'target_far')})",
+    )
+    run.add_argument(
+        "--max-batch",
+        type=int,
+        help=f"most windows per model call (default {_default('max_batch')})",
+    )
+    run.add_argument(
+        "--max-wait-s",
+        type=float,
+        metavar="SECONDS",
+        help=f"longest wait for a record when none is ready (default {_default('max_wait_s')})",
+    )
+    run.add_argument(
+        "--stop-when-idle",
+        dest="stop_when_idle_s",
+        type=float,
+        metavar="SECONDS",
+        help="exit 0 after this long without input, counted from the first partition "
+        "assignment (default: never)",
+    )
+    run.add_argument(
+        "--startup-timeout-s",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for the broker at start-up before exit code 3 "
+        f"(default {_default('startup_timeout_s')})",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of /metrics, /healthz and /readyz; 0 picks a free one "
+        f"(default {_default('metrics_port')})",
+    )
+    run.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="serve no metrics or health endpoints (default: serve them)",
+    )
+    run.add_argument(
+        "--log-level",
+        help=f"DEBUG, INFO, WARNING or ERROR (default {_default('log_level')})",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="auto: console on a terminal, one JSON object per line otherwise "
+        f"(default {_default('log_format')})",
+    )
     run.set_defaults(func=_cmd_run)
 
-    alerts = sub.add_parser("alerts", help="print alerts readably")
-    alerts.add_argument("--bootstrap-servers")
-    alerts.add_argument("--topic")
-    alerts.add_argument("--follow", "-f", action="store_true", help="keep watching")
-    alerts.add_argument("--from-beginning", action="store_true")
-    alerts.add_argument("--json", action="store_true", help="raw JSON lines")
-    alerts.add_argument("--max", type=int, help="stop after this many")
-    alerts.add_argument("--timeout", type=float, help="stop after this many seconds")
+    alerts = sub.add_parser(
+        "alerts",
+        help="print alerts readably (or bridge them to Alertmanager)",
+        description=ALERTS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    alerts.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT,...",
+        help="Kafka brokers (default: DETECTOR_KAFKA__BOOTSTRAP_SERVERS, else "
+        f"KAFKA_BOOTSTRAP_SERVERS, else {_default('kafka', 'bootstrap_servers')})",
+    )
+    alerts.add_argument(
+        "--topic",
+        help="alerts topic (default: DETECTOR_TOPICS__ALERTS, else "
+        f"{_default('topics', 'alerts')})",
+    )
+    alerts.add_argument(
+        "--follow", "-f", action="store_true", help="keep watching (default: stop at the end)"
+    )
+    alerts.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the oldest alert (default: only alerts from now on)",
+    )
+    alerts.add_argument(
+        "--json", action="store_true", help="raw JSON lines, no legend (default: readable lines)"
+    )
+    alerts.add_argument(
+        "--max", type=int, metavar="N", help="stop after this many alerts (default: no limit)"
+    )
+    alerts.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: no limit)",
+    )
     add_bridge_arguments(alerts)
     alerts.set_defaults(func=_cmd_alerts)
 
-    schema = sub.add_parser("schema", help="print a message JSON Schema")
-    schema.add_argument("message", choices=["window", "alert", "event"])
+    schema = sub.add_parser(
+        "schema",
+        help="print a message JSON Schema",
+        description="Print the JSON Schema of the window (input), alert or event messages.",
+    )
+    schema.add_argument(
+        "message", choices=["window", "alert", "event"], help="which message's schema"
+    )
     schema.set_defaults(func=_cmd_schema)
 
-    inspect = sub.add_parser("inspect", help="summarise a model bundle")
-    inspect.add_argument("bundle", type=Path)
+    inspect = sub.add_parser(
+        "inspect",
+        help="summarise a model bundle",
+        description="Print a model bundle's manifest: model, window shape and channels, "
+        "normalisation, the recommended threshold and the target false-alarm rate it was "
+        "calibrated for, training metrics, and whether the checksums match (exit 2 when "
+        "they do not, or when the manifest is missing or of another schema version).",
+    )
+    inspect.add_argument("bundle", type=Path, help="the bundle directory")
     inspect.set_defaults(func=_cmd_inspect)
 
     bt = sub.add_parser(

@@ -8,6 +8,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "CRITICAL_RATIO",
+    "MAJOR_RATIO",
     "Alert",
     "AlertState",
     "ChannelContribution",
@@ -17,8 +19,12 @@ __all__ = [
     "StepContribution",
     "ThresholdRef",
     "alert_id",
+    "severity_bands",
     "severity_for",
 ]
+
+MAJOR_RATIO = 1.5  # score / threshold from which an alert is major
+CRITICAL_RATIO = 3.0  # ... and critical
 
 
 class AlertState(StrEnum):
@@ -44,11 +50,23 @@ def severity_for(score: float, threshold: float) -> Severity:
     (<Severity.MINOR: 'minor'>, <Severity.MAJOR: 'major'>, <Severity.CRITICAL: 'critical'>)
     """
     ratio = score / threshold if threshold > 0 else float("inf")
-    if ratio >= 3.0:
+    if ratio >= CRITICAL_RATIO:
         return Severity.CRITICAL
-    if ratio >= 1.5:
+    if ratio >= MAJOR_RATIO:
         return Severity.MAJOR
     return Severity.MINOR
+
+
+def severity_bands() -> str:
+    """The bands of :func:`severity_for`, for people.
+
+    >>> severity_bands()
+    'minor: score below 1.5x the threshold, major: 1.5x to 3x, critical: 3x and above'
+    """
+    return (
+        f"minor: score below {MAJOR_RATIO:g}x the threshold, major: {MAJOR_RATIO:g}x to "
+        f"{CRITICAL_RATIO:g}x, critical: {CRITICAL_RATIO:g}x and above"
+    )
 
 
 def alert_id(topic: str, partition: int, offset: int, state: str, model_sha256: str) -> str:

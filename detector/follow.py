@@ -1,4 +1,9 @@
-"""``detector alerts``: print the alerts topic readably (or as JSON lines) for people."""
+"""``detector alerts``: print the alerts topic readably (or as JSON lines) for people.
+
+A broker that cannot be reached is one line and exit code 3 (:class:`KafkaUnavailableError`),
+as for ``detector run``: librdkafka's own log lines are kept off the terminal (the last one
+is quoted in the error), and a broker lost while following is said once, not per retry.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,19 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
-from detector.alerts import Alert, AlertState
-from detector.errors import DetectorError
-from detector.kafka_config import KafkaSettings
+from detector.alerts import Alert, AlertState, severity_bands
+from detector.errors import DetectorError, KafkaUnavailableError
+from detector.kafka_config import COMMON_BOOTSTRAP_ENV, KafkaSettings, new_client
 
-__all__ = ["follow_alerts", "format_alert"]
+__all__ = ["alert_legend", "follow_alerts", "format_alert"]
+
+CONNECT_TIMEOUT_S = 10.0  # for the first answer of a broker (or --timeout, if shorter)
+
+# librdkafka errors that mean "no broker answers", not a problem with the topic or a record.
+_UNREACHABLE = {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT}
 
 _COLORS = {"opened": "\x1b[1;31m", "ongoing": "\x1b[33m", "resolved": "\x1b[32m"}
 _RESET = "\x1b[0m"
@@ -23,6 +33,21 @@ _RESET = "\x1b[0m"
 
 def _ts(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def alert_legend() -> str:
+    """What the columns of :func:`format_alert`'s lines mean (printed above them)."""
+    return "\n".join(
+        [
+            "columns:  event time (UTC)  STATE  severity  source  score > threshold "
+            "(method, score/threshold)  episode  seq (the window's number in its source)  "
+            "[channels with the largest error]  lag (event time to detection)",
+            "states:   OPENED an episode's first anomalous window; ONGOING still anomalous "
+            "(at most one line per interval, with the peak so far); RESOLVED normal again "
+            "(peak score, anomalous windows, why)",
+            f"severity: {severity_bands()}",
+        ]
+    )
 
 
 def format_alert(alert: Alert, color: bool = False) -> str:
@@ -71,6 +96,24 @@ def format_alert(alert: Alert, color: bool = False) -> str:
     return line
 
 
+class _QuietLog:
+    """confluent-kafka's ``logger``: keeps librdkafka's lines off the terminal, remembers the
+    last one (an unreachable broker's reason) for the error message."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        self.last = str(args[-1]) if args else msg
+
+
+def _unreachable(kafka: KafkaSettings, why: str) -> KafkaUnavailableError:
+    return KafkaUnavailableError(
+        f"cannot reach Kafka at {kafka.bootstrap_servers}: {why} (set --bootstrap-servers, "
+        f"DETECTOR_KAFKA__BOOTSTRAP_SERVERS or {COMMON_BOOTSTRAP_ENV})"
+    )
+
+
 def follow_alerts(
     kafka: KafkaSettings,
     topic: str,
@@ -80,12 +123,21 @@ def follow_alerts(
     max_alerts: int | None = None,
     timeout_s: float | None = None,
     out: TextIO = sys.stdout,
+    legend: TextIO | None = None,
 ) -> int:
     """Print alerts until interrupted, ``max_alerts`` printed, or ``timeout_s`` passed.
 
     Without ``follow`` it stops at the end of the topic. Returns how many were printed.
+    With ``legend``, :func:`alert_legend` is written there once the topic is found.
+
+    Raises:
+        KafkaUnavailableError: no broker answered at the start.
+        DetectorError: the topic does not exist.
+        ConfigError: librdkafka rejected an option.
     """
-    consumer = Consumer(
+    quiet = _QuietLog()
+    consumer = new_client(
+        Consumer,
         {
             **kafka.client_config(),
             "group.id": f"alerts-viewer-{time.time_ns()}",
@@ -93,26 +145,45 @@ def follow_alerts(
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest" if from_beginning else "latest",
-        }
+        },
+        logger=quiet,
     )
     color = out.isatty() and not as_json
     printed = 0
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        try:
+            connect_s = min(CONNECT_TIMEOUT_S, timeout_s) if timeout_s else CONNECT_TIMEOUT_S
+            meta = consumer.list_topics(topic, timeout=connect_s).topics.get(topic)
+        except KafkaException as exc:
+            first = exc.args[0] if exc.args else None
+            why = first.str() if isinstance(first, KafkaError) else str(exc)
+            raise _unreachable(kafka, quiet.last or why) from None
         if meta is None or meta.error is not None:
             raise DetectorError(f"topic {topic!r} does not exist at {kafka.bootstrap_servers}")
         parts = list(meta.partitions)
+        if legend is not None:
+            print(alert_legend(), file=legend, flush=True)
         offset = -2 if from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
         consumer.assign([TopicPartition(topic, p, offset) for p in parts])
         at_end: set[int] = set()
+        lost = False  # said once per outage
         while deadline is None or time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=500, timeout=0.5):
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         at_end.add(msg.partition() or 0)
+                    elif err.code() in _UNREACHABLE and not lost:
+                        lost = True
+                        print(
+                            f"detector alerts: lost the broker at {kafka.bootstrap_servers} "
+                            f"({err.str()}); still trying (Ctrl-C to stop)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     continue
+                lost = False
                 at_end.discard(msg.partition() or 0)
                 value = msg.value() or b""
                 if as_json:

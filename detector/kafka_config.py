@@ -8,10 +8,16 @@ An option librdkafka rejects (an unknown name, a bad value) is a :class:`ConfigE
 ``invalid Kafka configuration: No such configuration property: "no.such.option"``, from
 every client the project creates (:func:`new_client`) and, in the detector, before anything
 slow (:func:`check_client_config`): not a broker that seems not to answer.
+
+``KAFKA_BOOTSTRAP_SERVERS`` (what ``kafka-local`` prints, and what the tests and the demo
+read) is every process's common fallback for the brokers: a flag wins, then the process's
+own prefixed setting (``DETECTOR_KAFKA__BOOTSTRAP_SERVERS``, ``PRODUCER_KAFKA__...``), then
+``KAFKA_BOOTSTRAP_SERVERS``, then ``127.0.0.1:9092`` (:func:`common_bootstrap_fallback`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
@@ -20,7 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from detector.errors import ConfigError
 
-__all__ = ["KafkaSettings", "check_client_config", "new_client", "parse_extra_options"]
+__all__ = [
+    "COMMON_BOOTSTRAP_ENV",
+    "KafkaSettings",
+    "check_client_config",
+    "common_bootstrap_fallback",
+    "new_client",
+    "parse_extra_options",
+]
+
+COMMON_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
 Client = TypeVar("Client")
 
@@ -78,6 +93,33 @@ class KafkaSettings(BaseModel):
             conf[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
         conf.update(self.extra)
         return conf
+
+
+def common_bootstrap_fallback(data: Any, key: str = "kafka") -> Any:
+    """A process settings' ``mode="before"`` validator step: ``KAFKA_BOOTSTRAP_SERVERS``
+    fills ``kafka.bootstrap_servers`` when neither a flag nor the prefixed variable set it.
+
+    Args:
+        data: the settings' raw input (keyword arguments merged with env and ``.env``).
+        key: the field holding the :class:`KafkaSettings`.
+
+    Examples:
+        >>> os.environ[COMMON_BOOTSTRAP_ENV] = "10.0.0.5:9092"
+        >>> common_bootstrap_fallback({"kafka": {"sasl_username": "u"}})
+        {'kafka': {'sasl_username': 'u', 'bootstrap_servers': '10.0.0.5:9092'}}
+        >>> common_bootstrap_fallback({"kafka": {"bootstrap_servers": "b:9092"}})
+        {'kafka': {'bootstrap_servers': 'b:9092'}}
+        >>> del os.environ[COMMON_BOOTSTRAP_ENV]
+    """
+    common = os.environ.get(COMMON_BOOTSTRAP_ENV, "").strip()
+    if not common or not isinstance(data, dict):
+        return data
+    kafka = data.get(key)
+    if kafka is None:
+        return {**data, key: {"bootstrap_servers": common}}
+    if isinstance(kafka, dict) and kafka.get("bootstrap_servers") is None:
+        return {**data, key: {**kafka, "bootstrap_servers": common}}
+    return data  # set explicitly (or a KafkaSettings object): it wins
 
 
 def parse_extra_options(pairs: list[str] | None) -> dict[str, str]:

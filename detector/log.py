@@ -41,16 +41,37 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     ]
     if not use_console:
         processors.append(structlog.processors.dict_tracebacks)
-    processors.append(renderer)
     structlog.configure(
-        processors=processors,
+        processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(
-        level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    _route_stdlib(numeric, processors, renderer)
+
+
+class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root logger's handler that :func:`configure_logging` installs (and replaces)."""
+
+
+def _route_stdlib(
+    level: int, processors: list[structlog.typing.Processor], renderer: structlog.typing.Processor
+) -> None:
+    """Render records of stdlib loggers (libraries: absl, TensorFlow's Python side, Python
+    warnings) like structlog's own events, so stderr stays one JSON object per line."""
+    handler = _StdlibHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *processors],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StdlibHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)  # warnings.warn(...) of libraries: a log event, not a raw line
 
 
 class LibrdkafkaLog:

@@ -29,8 +29,12 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,9 +45,10 @@ import numpy.typing as npt
 from detector.bundle import MODEL_FILE, Manifest, ScoreSpec, read_manifest
 from detector.errors import BundleError
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __all__ = [
+    "WARMUP_MAX_BUCKET",
     "CompiledReconstructor",
     "CompiledScorer",
     "LoadedModel",
@@ -52,12 +57,61 @@ __all__ = [
     "Scorer",
     "batch_bucket",
     "compile_reconstructor",
+    "import_tensorflow",
     "load_bundle",
     "score_reconstruction",
     "smooth_steps",
 ]
 
 Reconstructor = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+
+# Batch buckets above this are not compiled at start-up (see LoadedModel.warmup).
+WARMUP_MAX_BUCKET = 128
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """Send file descriptor 2 to a temporary file for the block; the list yields what was
+    written there once the block ends (C++ code writes to fd 2 directly, past ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    captured: list[str] = []
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode(errors="replace"))
+
+
+@functools.cache
+def import_tensorflow() -> Any:
+    """Import TensorFlow and Keras without their start-up chatter, and return ``tensorflow``.
+
+    TensorFlow 2.20+ writes its start-up lines (``oneDNN custom operations are on``, ``Could
+    not find cuda drivers``, ``failed call to cuInit: UNKNOWN ERROR (303)``, absl's ``All log
+    messages before absl::InitializeLog()``) straight to file descriptor 2 from C++, whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says, and twice (TensorFlow, then Keras): they would break the
+    one-JSON-object-per-line log. They are captured while TensorFlow and Keras are imported
+    and the devices enumerated (which is when cuInit runs), and dropped; if the import fails,
+    they are written out after all, before the exception propagates. TensorFlow's Python
+    logger is set to errors only (its retracing notes are not for operators).
+    """
+    chatter: list[str] = []
+    try:
+        with _stderr_captured() as chatter:
+            import keras  # noqa: F401 - imported inside the capture: its start-up is silenced
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    except BaseException:
+        sys.stderr.write("".join(chatter))  # a broken install: show what TensorFlow said
+        raise
+    tf.get_logger().setLevel("ERROR")
+    return tf
 
 
 def batch_bucket(n: int) -> int:
@@ -67,8 +121,8 @@ def batch_bucket(n: int) -> int:
     stream's batches take any size from 1 to ``max_batch``, and a size seen for the first
     time cost up to ~20 ms more (measured: p99 of a model call over random sizes 21.8 ms the
     first time, 14.9 ms the second). Rounding up to a power of two below 128 and to a
-    multiple of 128 above keeps the shapes few (23 up to 2048), all compiled at warm-up, for
-    at most 127 padded rows on a large batch.
+    multiple of 128 above keeps the shapes few (23 up to 2048; those up to 128 compiled at
+    warm-up, :meth:`LoadedModel.warmup`), for at most 127 padded rows on a large batch.
 
     Examples:
         >>> [batch_bucket(n) for n in (1, 3, 100, 129, 2048)]
@@ -337,15 +391,28 @@ class LoadedModel:
         full = self.scorer(padded)
         return ScoreResult(full.scores[:n], full.step_errors[:n], full.channel_errors[:n])
 
-    def warmup(self, max_batch: int = 1) -> None:
-        """Trace the scoring call and run it at every batch size up to ``max_batch`` will
-        use (:func:`batch_bucket`), so no live batch pays for compiling a kernel."""
+    def warmup(self, max_batch: int = 1, largest: int | None = WARMUP_MAX_BUCKET) -> list[int]:
+        """Trace the scoring call and run it at every batch size :func:`batch_bucket` uses
+        up to ``max_batch``, but not above ``largest`` (None: no limit); returns the sizes.
+
+        What a first call costs more than later ones was measured (2 cores, the demo's ECG
+        model, 140 x 1): up to 128 it matters against calls of 2-10 ms (sizes 2 and 128: 28
+        and 25 ms the first time, 2.4 and 9.8 ms after); above 128 it is lost in the call
+        itself (the 15 sizes up to 2048: 990 ms cold against 975 ms warm, summed), while
+        warming them added 1.0-1.9 s to every start. So only the 8 sizes up to 128 are
+        warmed (0.07-0.3 s); a larger batch, which only a backlog brings, compiles its size
+        when it first occurs.
+        """
+        sizes = []
         size = 1
+        top = max_batch if largest is None else min(max_batch, largest)
         while True:
             self.score(np.zeros((size, *self._shape), np.float32))
-            if size >= max_batch:
+            sizes.append(size)
+            if size >= top:
                 break
             size = batch_bucket(size + 1)
+        return sizes
 
 
 def load_bundle(bundle_dir: Path | str) -> LoadedModel:
@@ -360,6 +427,7 @@ def load_bundle(bundle_dir: Path | str) -> LoadedModel:
     path = Path(bundle_dir)
     manifest = read_manifest(path)
     model_path = path / MODEL_FILE
+    import_tensorflow()
     try:
         import keras
 

@@ -38,6 +38,7 @@ from detector.core import (
     Scorer,
 )
 from detector.core import build_core as make_core
+from detector.dead_letter_watch import DeadLetterWatch
 from detector.events import encode_event
 from detector.health import HealthTracker
 from detector.kafka_io import KafkaIO, PublishError, offsets_after
@@ -121,6 +122,7 @@ class DetectorService:
         self._assigned_at: float | None = None
         self._records_read = 0
         self._dead_letter_reasons: Counter[str] = Counter()
+        self._dead_letter_watch = DeadLetterWatch()  # dead letters said in the log
         self._summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
         self._minute = {"flagged": 0, "scored": 0}
         self._minute_start = self._last_log = time.monotonic()
@@ -133,10 +135,11 @@ class DetectorService:
 
         loaded = load_bundle(settings.bundle)
         started = time.monotonic()
-        loaded.warmup(settings.max_batch)
+        sizes = loaded.warmup(settings.max_batch)
         log.info(
             "model_warmed_up",
             max_batch=settings.max_batch,
+            batch_sizes=sizes,  # compiled now; larger ones when they first occur
             seconds=round(time.monotonic() - started, 2),
         )
         return cls(settings, loaded, build_core(settings, loaded.manifest))
@@ -487,6 +490,10 @@ class DetectorService:
         self.totals["scored"] += n_ok
         self.totals["dead_letters"] += len(prepared.dead_letters)
         self._dead_letter_reasons.update(dl.reason for dl in prepared.dead_letters)
+        for line in self._dead_letter_watch.observe(
+            [(dl.reason, dl.detail) for dl in prepared.dead_letters], n_ok, time.monotonic()
+        ):
+            getattr(log, line.level)(line.event, **line.fields)
         self._count_outputs(decisions)
         m.windows.labels(outcome="scored").inc(n_ok)
         if prepared.dead_letters:

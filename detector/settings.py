@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detector.health import HealthSettings
-from detector.kafka_config import KafkaSettings
+from detector.kafka_config import KafkaSettings, common_bootstrap_fallback
 from detector.lifecycle import LifecycleSettings
 from detector.log import LogFormat
 from detector.threshold import ThresholdConfig
@@ -109,3 +109,9 @@ class DetectorSettings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     log_level: str = "INFO"
     log_format: LogFormat = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _common_bootstrap(cls, data: Any) -> Any:
+        """``KAFKA_BOOTSTRAP_SERVERS`` when no flag or prefixed variable names the brokers."""
+        return common_bootstrap_fallback(data)

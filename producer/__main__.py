@@ -112,7 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="synthetic ECG beats or multichannel sensor windows")
-    sim.add_argument("--kind", choices=["ecg", "sensor"], default="ecg")
+    sim.add_argument(
+        "--kind",
+        choices=["ecg", "sensor"],
+        default="ecg",
+        help="ECG beats (140x1 windows) or multichannel sensor windows (default %(default)s)",
+    )
     sim.add_argument("--window", type=int, help="samples per window (140 ECG, 64 sensor)")
     sim.add_argument("--channels", type=int, help="sensor channels (default 4)")
     sim.add_argument(
@@ -123,8 +128,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--anomaly-rate", type=float, default=0.0, help="probability per window")
     sim.add_argument("--anomaly-types", help="comma-separated; default: all of the kind's")
-    sim.add_argument("--drift", choices=list(DRIFT_KINDS), default="none")
-    sim.add_argument("--drift-target", choices=list(DRIFT_TARGETS), default="amplitude")
+    sim.add_argument(
+        "--drift",
+        choices=list(DRIFT_KINDS),
+        default="none",
+        help="how normal behaviour drifts over the stream (default %(default)s)",
+    )
+    sim.add_argument(
+        "--drift-target",
+        choices=list(DRIFT_TARGETS),
+        default="amplitude",
+        help="what drifts (default %(default)s)",
+    )
     sim.add_argument("--drift-magnitude", type=float, default=0.5, help="0.5 = +50%% at full")
     sim.add_argument(
         "--drift-start", type=int, help="per-source seq it begins at (default: a quarter in)"
@@ -136,8 +151,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--source-prefix", help="source ids are PREFIX-0, PREFIX-1 ... (the kind)")
     _common(sim)
     rep = sub.add_parser("replay", help="replay an ECG5000-layout CSV, a sensor CSV or an NPZ")
-    rep.add_argument("--file", type=Path, required=True)
-    rep.add_argument("--format", choices=list(REPLAY_FORMATS), default="auto")
+    rep.add_argument("--file", type=Path, required=True, help="the file to replay")
+    rep.add_argument(
+        "--format",
+        choices=list(REPLAY_FORMATS),
+        default="auto",
+        help="file format (default %(default)s: by suffix and first line)",
+    )
     rep.add_argument("--window", type=int, help="rows per window (sensor CSV)")
     rep.add_argument(
         "--stride", "--step", dest="stride", type=int, help="rows between windows (the window)"

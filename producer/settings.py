@@ -13,12 +13,12 @@ Tests build settings with keyword arguments (``ProducerSettings(_env_file=None, 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from detector.kafka_config import KafkaSettings
+from detector.kafka_config import KafkaSettings, common_bootstrap_fallback
 from detector.log import LogFormat
 
 __all__ = ["Encoding", "ProducerSettings"]
@@ -54,3 +54,9 @@ class ProducerSettings(BaseSettings):
     replication_factor: int = Field(1, ge=1, description="Of a topic the producer creates.")
     log_level: str = "INFO"
     log_format: LogFormat = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _common_bootstrap(cls, data: Any) -> Any:
+        """``KAFKA_BOOTSTRAP_SERVERS`` when no flag or prefixed variable names the brokers."""
+        return common_bootstrap_fallback(data)

@@ -11,12 +11,15 @@ echo "== ruff" >&2
 .venv/bin/ruff format --check .
 echo "== mypy" >&2
 .venv/bin/mypy
-if command -v docker-compose >/dev/null; then
-  echo "== docker-compose config" >&2
-  docker-compose config -q
-else
-  echo "== docker-compose not installed: compose file not validated" >&2
+echo "== docker-compose config" >&2
+if ! command -v docker-compose >/dev/null; then
+  # scripts/setup.sh installs it (Debian's package) where it can; elsewhere, say what to do.
+  echo "test: docker-compose is needed to validate docker-compose.yml and is not installed;" \
+    "install it (Debian/Ubuntu: sudo apt-get install docker-compose; elsewhere:" \
+    "https://docs.docker.com/compose/install/) and run make test again" >&2
+  exit 1
 fi
+docker-compose config -q
 if command -v promtool >/dev/null; then
   echo "== promtool: Prometheus config, rules and rule unit tests (ops/prometheus)" >&2
   promtool check rules ops/prometheus/rules.yml

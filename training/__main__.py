@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from detector.config_errors import describe_settings_error
 from detector.datafile import TimePolicy, parse_row_range
-from detector.errors import ConfigError, DetectorError
+from detector.errors import ConfigError, DataFileError, DetectorError
 from detector.log import configure_logging
 from training.calibrate import ThresholdMethod
 from training.data import Format
@@ -81,6 +81,13 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _default(name: str) -> str:
+    """A ``TrainingSettings`` field's default, for help texts."""
+    from training.settings import TrainingSettings
+
+    return str(TrainingSettings.model_fields[name].default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(prog="training", description=__doc__.split("\n\n")[0])
@@ -89,20 +96,33 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="train, calibrate, evaluate and write a model bundle")
     _data_flags(fit)
     fit.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    fit.add_argument("--arch", choices=get_args(Arch))
-    fit.add_argument("--latent", type=int)
+    fit.add_argument(
+        "--arch",
+        choices=get_args(Arch),
+        help=f"VAE architecture (default {_default('arch')})",
+    )
+    fit.add_argument("--latent", type=int, help=f"latent size (default {_default('latent')})")
     fit.add_argument("--widths", type=_widths, help="hidden widths, e.g. 512,256")
-    fit.add_argument("--beta", type=float, help="KL weight")
-    fit.add_argument("--epochs", type=int)
-    fit.add_argument("--batch-size", type=int)
-    fit.add_argument("--learning-rate", type=float)
+    fit.add_argument("--beta", type=float, help=f"KL weight (default {_default('beta')})")
+    fit.add_argument(
+        "--epochs", type=int, help=f"most training epochs (default {_default('epochs')})"
+    )
+    fit.add_argument("--batch-size", type=int, help=f"default {_default('batch_size')}")
+    fit.add_argument(
+        "--learning-rate", type=float, help=f"Adam's (default {_default('learning_rate')})"
+    )
     fit.add_argument("--patience", type=int, help="early-stopping patience; 0 = off")
     fit.add_argument("--val-fraction", type=float, help="share held out for early stopping")
     fit.add_argument("--folds", type=int, help="K of the out-of-fold calibration")
     fit.add_argument("--target-far", type=float, help="false-alarm rate to promise (0.01)")
-    fit.add_argument("--threshold-method", choices=get_args(ThresholdMethod))
+    fit.add_argument(
+        "--threshold-method",
+        choices=get_args(ThresholdMethod),
+        help="how the threshold is calibrated on out-of-fold normal scores "
+        f"(default {_default('threshold_method')})",
+    )
     fit.add_argument("--smoothing", type=int, help="odd residual smoothing length (1 = none)")
-    fit.add_argument("--seed", type=int)
+    fit.add_argument("--seed", type=int, help=f"random seed (default {_default('seed')})")
     fit.add_argument(
         "--no-ensemble",
         dest="ensemble",
@@ -118,14 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="subtract each window's own per-channel mean before normalising: scores ignore "
         "slow level drift (a level shifted for longer than a window shows only at its edges)",
     )
-    fit.add_argument("--no-baseline", dest="baseline", action="store_const", const=False)
-    fit.add_argument("--no-plots", dest="plots", action="store_const", const=False)
-    fit.add_argument("--model-name")
-    fit.add_argument("--model-version")
+    fit.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_const",
+        const=False,
+        help="skip the tutorial's plain autoencoder baseline (default: fit it too)",
+    )
+    fit.add_argument(
+        "--no-plots",
+        dest="plots",
+        action="store_const",
+        const=False,
+        help="write no plots/ (default: write them)",
+    )
+    fit.add_argument("--model-name", help="name in the manifest (default: from arch and data)")
+    fit.add_argument("--model-version", help="version in the manifest (default: a timestamp)")
     fit.add_argument("--threads", type=int, help="TensorFlow threads (2)")
     fit.add_argument("--quiet", action="store_const", const=True, help="no progress output")
-    fit.add_argument("--log-level")
-    fit.add_argument("--log-format", choices=["auto", "json", "console"])
+    fit.add_argument("--log-level", help=f"default {_default('log_level')}")
+    fit.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="auto: console on a terminal, JSON lines otherwise (default auto)",
+    )
 
     ev = sub.add_parser("evaluate", help="score a data set with a bundle (the detector's loader)")
     ev.add_argument("--model", type=Path, required=True, help="bundle folder")
@@ -137,11 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the split fit held out (default) or every window",
     )
     ev.add_argument("--output", type=Path, help="also write the result as JSON here")
-    ev.add_argument("--quiet", action="store_const", const=True)
+    ev.add_argument("--quiet", action="store_const", const=True, help="no progress output")
 
     dl = sub.add_parser("download-ecg5000", help="fetch ECG5000 and verify its sha256")
     dl.add_argument("--url", help="source (https://, file:// or a local path)")
-    dl.add_argument("--out", type=Path, default=Path("data/ecg5000/ecg5000.csv"))
+    dl.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/ecg5000/ecg5000.csv"),
+        help="where to write it (default %(default)s)",
+    )
     dl.add_argument("--sha256", help="expected sha256 (default: the tutorial file's)")
     return parser
 
@@ -174,6 +215,13 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     configure_logging("WARNING" if args.quiet else "INFO")
+    from detector.bundle import read_manifest
+
+    # The bundle and the data file first: a wrong path is said at once, not after the
+    # seconds TensorFlow takes to import.
+    read_manifest(args.model)
+    if not args.data.is_file():
+        raise DataFileError(args.data, "no such file")
     from training.evaluate import SUMMARY_HEADER, evaluate_bundle, summary_row
     from training.export import write_json
     from training.train import configure_tensorflow

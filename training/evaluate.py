@@ -1,8 +1,8 @@
 """Evaluation: ranking and thresholded metrics, and ``training evaluate`` of a saved bundle.
 
 A window is flagged when its score is strictly above the threshold, as in the detector.
-Metrics that need a class that is absent (AUROC without anomalies, recall without
-anomalous windows) are ``None``, not a made-up number.
+Metrics that need a class that is absent (AUROC without anomalies, recall and precision
+without anomalous windows) are ``None``, not a made-up number.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def metrics(
     fp = int(np.sum(flagged & ~y))
     fn = int(np.sum(~flagged & y))
     tn = int(np.sum(~flagged & ~y))
-    precision = _ratio(tp, tp + fp)
+    # Without an anomalous window every flag is a false alarm: precision would be a made-up
+    # 0 (the false-alarm rate already says it), as recall would be.
+    precision = _ratio(tp, tp + fp) if tp + fn else None
     recall = _ratio(tp, tp + fn)
     f1 = (
         2 * precision * recall / (precision + recall)

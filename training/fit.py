@@ -288,10 +288,29 @@ def _rate(run: ModelRun) -> float:
 
 def _curves(run: ModelRun, baseline: ModelRun | None) -> list[Curve]:
     first = f"{run.spec.name} (member 1)" if run.ensemble else run.spec.name
-    curves = [Curve(first, run.members[0].history)]
+    curves = [_curve(first, run)]
     if baseline is not None:
-        curves.append(Curve(baseline.spec.name, baseline.members[0].history))
+        curves.append(_curve(baseline.spec.name, baseline))
     return curves
+
+
+def _curve(name: str, run: ModelRun) -> Curve:
+    """A loss history with its unit and what its scale means."""
+    history = run.members[0].history
+    spec = run.spec
+    if spec.arch == "ae-baseline":
+        return Curve(name, history, "mean absolute error (normalised units)")
+    n = spec.window_size * spec.n_channels
+    note = (
+        f"VAE loss per window = ½·T·C·ln(MSE) + β·KL, in nats up to a constant (T·C = {n}, "
+        f"β = {spec.beta:g}): a log-likelihood, so it is negative once the reconstruction "
+        f"MSE of the normalised window is below 1, and {n / 2:g} nats lower means an MSE "
+        "e (2.7) times smaller."
+    )
+    rec = history.get("val_reconstruction") or history.get("reconstruction")
+    if rec:
+        note += f" Last epoch: MSE ≈ {np.exp(2 * rec[-1] / n):.2g}."
+    return Curve(name, history, "loss (nats per window)", note)
 
 
 def _plots(
