@@ -174,5 +174,5 @@ def test_alerts_command_prints_readable_lines(kafka_bootstrap: str) -> None:
     )
     lines = out.getvalue().splitlines()
     assert printed == len(lines) == 2
-    assert "OPENED" in lines[0] and "pump-3" in lines[0] and "(quantile," in lines[0]
+    assert "OPENED" in lines[0] and "pump-3" in lines[0] and "(adaptive," in lines[0]
     assert "RESOLVED" in lines[1] and "over 3 windows" in lines[1]
