@@ -45,7 +45,10 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # No caching: a module-level logger used once would keep this configuration (and this
+        # stderr) for good, even after a later configure(); logs are per batch, so the
+        # re-binding costs nothing that shows.
+        cache_logger_on_first_use=False,
     )
     _route_stdlib(numeric, processors, renderer)
 
