@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -114,3 +115,27 @@ def wait_committed(
 
 
 Counter = Callable[[], int]
+
+
+def process_env(bootstrap: str, tag: str, **extra: str) -> dict[str, str]:
+    """The environment of a ``detector run`` child: this test's topics, group and instance,
+    JSON logs, a free metrics port and quiet TensorFlow; ``extra`` adds or overrides."""
+    from kafka_local import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
+    env.update(
+        DETECTOR_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+        DETECTOR_TOPICS__WINDOWS=f"{tag}-windows",
+        DETECTOR_TOPICS__ALERTS=f"{tag}-alerts",
+        DETECTOR_TOPICS__EVENTS=f"{tag}-events",
+        DETECTOR_TOPICS__DEAD_LETTERS=f"{tag}-dlq",
+        DETECTOR_TOPICS__STATE=f"{tag}-state",
+        DETECTOR_TOPICS__PARTITIONS="2",
+        DETECTOR_GROUP_ID=f"{tag}-group",
+        DETECTOR_INSTANCE_ID=f"{tag}-1",
+        DETECTOR_LOG_FORMAT="json",
+        DETECTOR_METRICS_PORT=str(free_port()),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    env.update(extra)
+    return env

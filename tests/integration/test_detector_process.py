@@ -7,7 +7,6 @@ exits 0; start-up fails fast with a clear error.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 from detector.alerts import Alert, AlertState
 from detector.messages import encode_binary
 from kafka_local import free_port
-from tests.integration.detector_harness import committed_count, produce
+from tests.integration.detector_harness import committed_count, process_env, produce
 from tests.kafka_helpers import consume_records, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
@@ -55,23 +54,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _env(bootstrap: str, tag: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
-    env.update(
-        DETECTOR_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
-        DETECTOR_TOPICS__WINDOWS=f"{tag}-windows",
-        DETECTOR_TOPICS__ALERTS=f"{tag}-alerts",
-        DETECTOR_TOPICS__EVENTS=f"{tag}-events",
-        DETECTOR_TOPICS__DEAD_LETTERS=f"{tag}-dlq",
-        DETECTOR_TOPICS__STATE=f"{tag}-state",
-        DETECTOR_TOPICS__PARTITIONS="2",
-        DETECTOR_GROUP_ID=f"{tag}-group",
-        DETECTOR_INSTANCE_ID=f"{tag}-1",
-        DETECTOR_LOG_FORMAT="json",
-        DETECTOR_METRICS_PORT=str(free_port()),
-        TF_CPP_MIN_LOG_LEVEL="3",
-        **extra,
-    )
-    return env
+    return process_env(bootstrap, tag, **extra)
 
 
 def _start(bundle: Path, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:

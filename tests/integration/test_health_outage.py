@@ -28,7 +28,7 @@ import orjson
 import pytest
 
 from detector.messages import encode_binary
-from tests.integration.detector_harness import committed_count, produce
+from tests.integration.detector_harness import committed_count, process_env, produce
 from tests.kafka_helpers import unique_name, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -109,24 +109,14 @@ def test_readyz_fails_and_a_warning_is_logged_while_the_broker_is_down(
     bootstrap = own_broker.bootstrap_servers
     tag = unique_name("outage")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
-    env.update(
-        DETECTOR_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
-        DETECTOR_TOPICS__WINDOWS=f"{tag}-windows",
-        DETECTOR_TOPICS__ALERTS=f"{tag}-alerts",
-        DETECTOR_TOPICS__EVENTS=f"{tag}-events",
-        DETECTOR_TOPICS__DEAD_LETTERS=f"{tag}-dlq",
-        DETECTOR_TOPICS__STATE=f"{tag}-state",
-        DETECTOR_TOPICS__PARTITIONS="2",
-        DETECTOR_GROUP_ID=f"{tag}-group",
-        DETECTOR_INSTANCE_ID=f"{tag}-1",
+    env = process_env(
+        bootstrap,
+        tag,
         DETECTOR_THRESHOLD__METHOD="static",
-        DETECTOR_LOG_FORMAT="json",
         DETECTOR_METRICS_HOST="127.0.0.1",
         DETECTOR_METRICS_PORT=str(port),
         DETECTOR_HEALTH__PROBE_INTERVAL_S=str(PROBE_INTERVAL_S),
         DETECTOR_HEALTH__PROBE_TIMEOUT_S=str(PROBE_TIMEOUT_S),
-        TF_CPP_MIN_LOG_LEVEL="3",
     )
     log = tmp_path / "det.log"
     with log.open("ab") as fh:

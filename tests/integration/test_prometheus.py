@@ -11,7 +11,6 @@ dashboard is valid PromQL that Prometheus runs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -25,7 +24,7 @@ import pytest
 
 from detector.messages import encode_binary
 from kafka_local import free_port
-from tests.integration.detector_harness import produce
+from tests.integration.detector_harness import process_env, produce
 from tests.kafka_helpers import unique_name, wait_until
 from tests.ops_binaries import OpsProcess, get_json, prom_query, run_prometheus
 
@@ -74,21 +73,11 @@ def detector(
     """A running ``detector run`` process: (windows topic, metrics port, log)."""
     tag = unique_name("prom")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
-    env.update(
-        DETECTOR_KAFKA__BOOTSTRAP_SERVERS=kafka_bootstrap,
-        DETECTOR_TOPICS__WINDOWS=f"{tag}-windows",
-        DETECTOR_TOPICS__ALERTS=f"{tag}-alerts",
-        DETECTOR_TOPICS__EVENTS=f"{tag}-events",
-        DETECTOR_TOPICS__DEAD_LETTERS=f"{tag}-dlq",
-        DETECTOR_TOPICS__STATE=f"{tag}-state",
-        DETECTOR_TOPICS__PARTITIONS="2",
-        DETECTOR_GROUP_ID=f"{tag}-group",
-        DETECTOR_INSTANCE_ID=f"{tag}-1",
-        DETECTOR_LOG_FORMAT="json",
+    env = process_env(
+        kafka_bootstrap,
+        tag,
         DETECTOR_METRICS_PORT=str(port),
         DETECTOR_METRICS_HOST="127.0.0.1",
-        TF_CPP_MIN_LOG_LEVEL="3",
     )
     log = tmp_path / "detector.log"
     with log.open("ab") as fh:
