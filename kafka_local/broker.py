@@ -1,24 +1,38 @@
 """A one-node Apache Kafka (KRaft) broker on the local JVM, for tests and the offline demo.
 
 No Docker needed: the jars come from Maven Central (:mod:`kafka_local.jars`), storage is
-formatted in a fresh temporary folder, and the JVM listens on free loopback ports.
+formatted in a fresh temporary folder (or a data directory of the caller's, kept between
+runs), and the JVM listens on loopback ports.
 
 The JVM cannot outlive its owner: it is started with ``PR_SET_PDEATHSIG`` = SIGKILL (Linux),
 so it dies with the Python process that started it even if that process is SIGKILLed; a
-normal exit stops it with SIGTERM (clean shutdown) and removes its folder, lock included.
+normal exit stops it with SIGTERM (clean shutdown) and removes its temporary folder, lock
+included.
+
+A broker can be stopped and started again in place, on the same port and data: its data
+directory keeps the cluster id (``meta.properties``) and the ports (``kafka-local.json``), so
+a second start skips formatting and clients reconnect to the same address. A start fails at
+once when the port is taken, or when the broker that answers is not the JVM it started; a
+JVM that dies later is reported by :attr:`LocalKafka.exit_code`.
 
 Examples:
     >>> with LocalKafka() as kafka:                      # doctest: +SKIP
     ...     print(kafka.bootstrap_servers)
     127.0.0.1:40123
+    >>> kafka = LocalKafka(data_dir=Path("kafka-data"), port=9092)  # doctest: +SKIP
+    >>> kafka.start(); kafka.restart(); kafka.stop()     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
+import errno
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -27,14 +41,16 @@ import uuid
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from kafka_local.jars import DEFAULT_KAFKA_VERSION, BrokerSetupError, ensure_kafka_jars
 from kafka_local.procs import die_with_parent, stop_process
 
-__all__ = ["LocalKafka", "free_port", "sweep_stale_workdirs"]
+__all__ = ["LocalKafka", "free_port", "port_in_use", "sweep_stale_workdirs"]
 
 _PREFIX = "kafka-local-"
 _OWNER_FILE = "owner.pid"
+_IDENTITY_FILE = "kafka-local.json"  # cluster id and ports, kept with the data
 
 
 def _pid_alive(pid: int) -> bool:
@@ -73,6 +89,39 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_in_use(port: int) -> bool:
+    """True if something listens on (or holds) 127.0.0.1:``port``.
+
+    Bound with SO_REUSEADDR, as the JVM binds: connections of a stopped broker lingering
+    in TIME_WAIT do not count, a listening socket does.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def _new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _formatted_cluster_id(data_dir: Path) -> str | None:
+    """The cluster id storage was formatted with, or None if it was not formatted."""
+    meta = data_dir / "meta.properties"
+    if not meta.exists():
+        return None
+    for line in meta.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id":
+            return value.strip()
+    raise BrokerSetupError(f"{meta} has no cluster.id; remove the data directory to start over")
+
+
 def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
     props = {
         "process.roles": "broker,controller",
@@ -100,13 +149,15 @@ def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
 
 
 class LocalKafka:
-    """Start and stop a throwaway single-node Kafka broker.
+    """Start, stop and restart a single-node Kafka broker.
 
     Args:
         version: Apache Kafka version to run (resolved with Maven on first use).
-        port: client port; a free one when None.
+        port: client port; when None, the one recorded in ``data_dir`` or a free one.
         heap: JVM maximum heap, e.g. ``"1g"``.
-        workdir: where storage and logs go; a fresh temporary folder (removed on stop) when None.
+        data_dir: where storage, logs, the cluster id and the ports go; kept on stop, so a
+            later start (of this object or of another one on the same folder) brings the
+            same broker back. None: a fresh temporary folder, removed on :meth:`stop`.
     """
 
     def __init__(
@@ -114,19 +165,29 @@ class LocalKafka:
         version: str = DEFAULT_KAFKA_VERSION,
         port: int | None = None,
         heap: str = "1g",
-        workdir: Path | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.version = version
-        self.port = port or free_port()
-        self.controller_port = free_port()
         self.heap = heap
-        self._own_workdir = workdir is None
-        if workdir is None:
+        self._own_workdir = data_dir is None
+        if data_dir is None:
             sweep_stale_workdirs()
-            workdir = Path(tempfile.mkdtemp(prefix=_PREFIX))
-            (workdir / _OWNER_FILE).write_text(str(os.getpid()))
-        self.workdir = workdir
+            data_dir = Path(tempfile.mkdtemp(prefix=_PREFIX))
+            (data_dir / _OWNER_FILE).write_text(str(os.getpid()))
+        else:
+            data_dir = data_dir.expanduser().resolve()
+            data_dir.mkdir(parents=True, exist_ok=True)
+        self.workdir = data_dir
+        identity = self._read_identity()
+        self.port: int = port or identity.get("port") or free_port()
+        self.controller_port: int = identity.get("controller_port") or free_port()
+        self.cluster_id: str = identity.get("cluster_id") or _new_cluster_id()
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        """The broker's folder: storage (``data/``), logs, properties, identity."""
+        return self.workdir
 
     @property
     def bootstrap_servers(self) -> str:
@@ -135,13 +196,39 @@ class LocalKafka:
 
     @property
     def pid(self) -> int | None:
-        """The JVM's process id while it runs."""
-        return self._proc.pid if self._proc is not None else None
+        """The JVM's process id while it runs (None when stopped or dead)."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return self._proc.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        """The JVM's exit code if it exited without :meth:`stop` (it died), else None."""
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def log_file(self) -> Path:
         """The broker's own log."""
         return self.workdir / "logs" / "server.log"
+
+    def _read_identity(self) -> dict[str, Any]:
+        path = self.workdir / _IDENTITY_FILE
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BrokerSetupError(f"unreadable {path}: {exc}") from exc
+        return data if isinstance(data, dict) else {}
+
+    def _write_identity(self) -> None:
+        identity = {
+            "cluster_id": self.cluster_id,
+            "port": self.port,
+            "controller_port": self.controller_port,
+            "version": self.version,
+        }
+        (self.workdir / _IDENTITY_FILE).write_text(json.dumps(identity, indent=2) + "\n")
 
     def _java_base(self, libs: Path) -> list[str]:
         java = shutil.which("java")
@@ -163,31 +250,30 @@ class LocalKafka:
             f"{libs}/*",
         ]
 
-    def start(self, timeout_s: float = 120.0) -> str:
-        """Format storage, start the JVM and wait until the broker answers.
+    def _check_ports(self) -> None:
+        """Fail at once when the client port is taken (the JVM would die on BindException
+        while another broker there answered for it); move a taken controller port."""
+        if port_in_use(self.port):
+            raise BrokerSetupError(
+                f"port {self.port} on 127.0.0.1 is already in use (another broker?); "
+                "choose another --port or stop what listens there"
+            )
+        if port_in_use(self.controller_port):
+            # Only this broker talks to its controller listener: any free port will do.
+            self.controller_port = free_port()
 
-        Returns:
-            The bootstrap address.
-
-        Raises:
-            BrokerSetupError: jars, Java, formatting or start-up failed, or the broker did
-                not answer within ``timeout_s`` (the log's tail is in the message).
-        """
-        if self._proc is not None:
-            return self.bootstrap_servers
-        libs = ensure_kafka_jars(self.version)
-        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        data_dir = self.workdir / "data"
-        props = self.workdir / "server.properties"
-        props.write_text(_server_properties(self.port, self.controller_port, data_dir))
-        base = self._java_base(libs)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    def _format(self, base: list[str], props: Path, data_dir: Path) -> None:
+        """Format storage unless it is formatted already (a restart), keeping its id."""
+        formatted = _formatted_cluster_id(data_dir)
+        if formatted is not None:
+            self.cluster_id = formatted
+            return
         fmt = subprocess.run(
             [
                 *base,
                 "kafka.tools.StorageTool",
                 "format",
-                f"--cluster-id={cluster_id}",
+                f"--cluster-id={self.cluster_id}",
                 "-c",
                 str(props),
             ],
@@ -198,7 +284,32 @@ class LocalKafka:
         )
         if fmt.returncode != 0:
             raise BrokerSetupError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
-        stdout = (self.workdir / "logs" / "stdout.log").open("wb")
+
+    def start(self, timeout_s: float = 120.0) -> str:
+        """Format storage (first start only), start the JVM and wait until it answers.
+
+        Returns:
+            The bootstrap address.
+
+        Raises:
+            BrokerSetupError: jars, Java or formatting failed, the port is taken, the JVM
+                exited, another broker answered in its place, or it did not answer within
+                ``timeout_s`` (the log's tail is in the message).
+        """
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                return self.bootstrap_servers
+            self._proc = None  # it died: start it again
+        libs = ensure_kafka_jars(self.version)
+        self._check_ports()
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        data_dir = self.workdir / "data"
+        props = self.workdir / "server.properties"
+        props.write_text(_server_properties(self.port, self.controller_port, data_dir))
+        base = self._java_base(libs)
+        self._format(base, props, data_dir)
+        self._write_identity()
+        stdout = (self.workdir / "logs" / "stdout.log").open("ab")
         self._proc = subprocess.Popen(
             [*base, "kafka.Kafka", str(props)],
             stdout=stdout,
@@ -212,7 +323,7 @@ class LocalKafka:
         try:
             self._wait_ready(timeout_s)
         except BaseException:
-            self.stop()
+            self._stop_jvm(30.0)
             raise
         return self.bootstrap_servers
 
@@ -230,10 +341,16 @@ class LocalKafka:
                 )
             try:
                 meta = admin.list_topics(timeout=2)
-                if meta.brokers:
-                    return
             except Exception:
-                pass
+                meta = None
+            if meta is not None and meta.brokers:
+                if meta.cluster_id != self.cluster_id:
+                    raise BrokerSetupError(
+                        f"another Kafka broker (cluster {meta.cluster_id}) answers on "
+                        f"{self.bootstrap_servers}, not the one started here "
+                        f"(cluster {self.cluster_id}):\n" + self._log_tail()
+                    )
+                return
             if time.monotonic() > deadline:
                 raise BrokerSetupError(
                     f"Kafka did not answer on {self.bootstrap_servers} within {timeout_s:.0f} s:\n"
@@ -248,14 +365,47 @@ class LocalKafka:
                 texts.extend(path.read_text(errors="replace").splitlines()[-lines:])
         return "\n".join(texts) or "(no log output)"
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL after ``timeout_s``) and remove its folder."""
+    def describe_exit(self) -> str:
+        """A message for a JVM that died: its exit code and the log's tail."""
+        return f"the Kafka JVM exited with code {self.exit_code}:\n{self._log_tail()}"
+
+    def _stop_jvm(self, timeout_s: float) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
             stop_process(proc, timeout_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL after ``timeout_s``).
+
+        A temporary folder is removed; a ``data_dir`` is kept for the next start.
+        """
+        self._stop_jvm(timeout_s)
         if self._own_workdir and self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.stop)
+
+    def kill(self) -> None:
+        """SIGKILL the JVM, as a crash would (the data stays; :meth:`start` recovers it)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+    def restart(self, timeout_s: float = 120.0, *, down_s: float = 0.0) -> str:
+        """Stop the JVM cleanly and start it again on the same port and data.
+
+        Args:
+            timeout_s: start-up budget, as :meth:`start`.
+            down_s: how long the broker stays down in between (an outage's length).
+
+        Returns:
+            The bootstrap address (unchanged).
+        """
+        self._stop_jvm(30.0)
+        if down_s > 0:
+            time.sleep(down_s)
+        return self.start(timeout_s)
 
     def __enter__(self) -> LocalKafka:
         self.start()

@@ -16,11 +16,15 @@ import gc
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.kafka_helpers import create_topic, unique_name
+
+if TYPE_CHECKING:
+    from kafka_local import LocalKafka
 
 REPO = Path(__file__).resolve().parent.parent
 _BROKER: dict[str, str] = {}
@@ -114,6 +118,29 @@ def kafka_bootstrap() -> Iterator[str]:
         # Destroy clients tests left unreferenced while the broker is still up; otherwise
         # they log connection failures at exit.
         gc.collect()
+        kafka.stop()
+
+
+@pytest.fixture
+def restartable_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker of the test's own, for broker-fault tests: it may ``restart()`` it, ``stop()``
+    and ``start()`` it, or ``kill()`` it and start it again, always on the same port and data
+    (``tmp_path / "kafka"``), so clients reconnect to the same address and the same cluster.
+
+    Always the local JVM broker, whatever ``kafka_bootstrap`` uses: a shared broker must stay
+    up for the other tests, and one in Docker is not this test's to restart.
+    """
+    from kafka_local import BrokerSetupError, LocalKafka
+
+    kafka = LocalKafka(data_dir=tmp_path / "kafka")
+    try:
+        kafka.start()
+    except BrokerSetupError as exc:
+        _no_broker(f"a broker of the test's own could not start on the local JVM: {exc}")
+    try:
+        yield kafka
+    finally:
+        gc.collect()  # clients the test left behind, destroyed while the broker is up
         kafka.stop()
 
 
