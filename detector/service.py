@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import structlog
 from confluent_kafka import TopicPartition
 
