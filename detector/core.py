@@ -250,10 +250,12 @@ class DetectorCore:
         scores = np.asarray(result.scores, dtype=np.float64)
         finite = np.isfinite(scores)
         if not finite.all():
-            for i in np.flatnonzero(~finite):
+            for bad in np.flatnonzero(~finite).tolist():
                 prepared.dead_letters.append(
                     DeadLetter(
-                        prepared.records[i], "non_finite_score", f"the model scored {scores[i]}"
+                        prepared.records[bad],
+                        "non_finite_score",
+                        f"the model scored {scores[bad]}",
                     )
                 )
             keep = np.flatnonzero(finite)
