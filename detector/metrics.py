@@ -24,7 +24,28 @@ from prometheus_client.process_collector import ProcessCollector
 
 from detector.health import HealthSettings, HealthTracker
 
-__all__ = ["DetectorMetrics", "HealthServer"]
+__all__ = ["DEAD_LETTER_REASONS", "DetectorMetrics", "HealthServer"]
+
+# Every reason a record is dead-lettered for (detector.errors.DecodeError, plus the core's
+# internal_error), and the label values of the other counters: each series is exported at 0
+# from the start. A counter series that first appears at its first increment hides that
+# increment from rate() and increase() (no earlier sample to compare with), so a single
+# burst of dead letters would never fire DetectorDeadLettersRising, nor show on a dashboard.
+DEAD_LETTER_REASONS = (
+    "undecodable",
+    "missing_field",
+    "bad_shape",
+    "non_finite",
+    "non_numeric",
+    "bad_event_time",
+    "bad_source_id",
+    "unknown_content_type",
+    "oversize",
+    "internal_error",
+)
+_OUTCOMES = ("scored", "dead_letter")
+_ALERT_STATES = ("opened", "ongoing", "resolved")
+_EVENT_TYPES = ("threshold_recalibrated", "drift_detected", "retrain_recommended", "shift_accepted")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -145,6 +166,14 @@ class DetectorMetrics:
             "Seconds since the consume loop last iterated (/healthz fails past loop_stale_s).",
             registry=r,
         )
+        for counter, label, values in (
+            (self.windows, "outcome", _OUTCOMES),
+            (self.dead_letters, "reason", DEAD_LETTER_REASONS),
+            (self.alerts, "state", _ALERT_STATES),
+            (self.events, "type", _EVENT_TYPES),
+        ):
+            for value in values:
+                counter.labels(**{label: value})  # exported at 0 (see DEAD_LETTER_REASONS)
         self._max_sources = max_threshold_sources
         self._sources: set[str] = set()
 
