@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                 for r in records
                 if header_value(r.headers, H_LABEL) == "1"
             ]
-            io.publish(alerts, [], [], [], now_ms, offsets_after(records))
+            offsets = offsets_after(records)
+            io.publish(alerts, [], [], [], now_ms, offsets, io.group_metadata())
+            io.commit_offsets(offsets)
     finally:
         io.close()
         health.stop()

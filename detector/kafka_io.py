@@ -11,10 +11,26 @@ Publishing a batch (exactly-once)::
 
 so a read_committed reader sees a batch's outputs exactly when its input offsets are
 committed. At-least-once: produce, flush, then commit offsets synchronously.
+
+Threads: the consumer is used only on the thread that consumes (its rebalance callbacks run
+there too). confluent-kafka holds the consumer handle while a callback runs, so another
+thread touching the consumer then waits for the callback, and a callback that waits for that
+thread deadlocks. :meth:`KafkaIO.publish` runs on a publisher thread, so it never touches
+the consumer: the group metadata it sends with the offsets is taken on the consuming thread
+(:meth:`KafkaIO.group_metadata`) and passed in, and at-least-once offsets are committed on
+that thread afterwards (:meth:`KafkaIO.commit_offsets`).
+
+Errors: a transaction is always left resolved. A retriable failure of its commit is retried
+(its outcome is not known until a commit call returns, and librdkafka allows no abort then);
+any other failure inside it aborts it (the abort retried until it goes through), and the
+batch's :class:`PublishError` says whether rewinding and trying again may succeed. Rewinding
+and restoring state raise :class:`~detector.errors.KafkaUnavailableError` for the caller to
+retry with back-off (:mod:`detector.retry`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,6 +51,7 @@ from detector.dead_letters import DEFAULT_MESSAGE_MAX_BYTES, DLQ_HEADERS, dead_l
 from detector.errors import KafkaUnavailableError
 from detector.kafka_config import new_client
 from detector.log import LIBRDKAFKA_LOG
+from detector.retry import Backoff
 from detector.settings import DetectorSettings
 
 __all__ = [
@@ -49,6 +66,8 @@ __all__ = [
 log = structlog.get_logger()
 
 H_INPUT_PARTITION = "input-partition"
+# What KafkaIO.group_metadata gives when the consumer cannot give its own.
+NO_GROUP_METADATA = object()
 STATE_SEGMENT_BYTES = 16 << 20  # the state topic's segments (see ensure_topics)
 # The transactional producer's retry backoff (see KafkaIO.producer for why).
 TXN_RETRY_BACKOFF = {"retry.backoff.ms": 5, "retry.backoff.max.ms": 20}
@@ -68,6 +87,11 @@ def _error_of(exc: KafkaException) -> KafkaError:
     if isinstance(err, KafkaError):
         return err
     return KafkaError(KafkaError._FAIL, str(err))
+
+
+def _release(box: list[Any]) -> None:
+    """Take a replaced client out of ``box`` and drop it, here."""
+    box.clear()
 
 
 def _to_record(msg: Message) -> InputRecord:
@@ -179,14 +203,18 @@ class KafkaIO:
         settings: DetectorSettings,
         on_assign: Callable[[list[int]], None] | None = None,
         on_revoke: Callable[[list[int]], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self._s = settings
+        # Set when the owner stops: retries of a transaction's commit or abort give up.
+        self._stop = stop if stop is not None else threading.Event()
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._admin: AdminClient | None = None
         self._delivery_errors: list[str] = []
+        self._lost_brokers = False  # the producer saw every broker down (_producer_error)
         self._held: tuple[int, ...] = ()  # kept by the rebalance callbacks
         self.exactly_once = settings.delivery == "exactly-once"
         self.transactional_id = f"{settings.group_id}-{settings.instance_id}"
@@ -210,44 +238,58 @@ class KafkaIO:
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
-            conf: dict[str, Any] = {
-                "session.timeout.ms": 10000,
-                "fetch.wait.max.ms": 10,
-                "logger": LIBRDKAFKA_LOG,
-                **self._s.kafka.client_config(),
-                "group.id": self._s.group_id,
-                "group.instance.id": self._s.instance_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": self._s.auto_offset_reset,
-                "isolation.level": "read_committed",
-            }
-            self._consumer = new_client(Consumer, conf)
+            self._consumer = self._create_consumer()
         return self._consumer
+
+    def _create_consumer(self) -> Consumer:
+        conf: dict[str, Any] = {
+            "session.timeout.ms": 10000,
+            "fetch.wait.max.ms": 10,
+            "logger": LIBRDKAFKA_LOG,
+            **self._s.kafka.client_config(),
+            "group.id": self._s.group_id,
+            "group.instance.id": self._s.instance_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self._s.auto_offset_reset,
+            "isolation.level": "read_committed",
+        }
+        return new_client(Consumer, conf)
 
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            conf: dict[str, Any] = {
-                "linger.ms": 1,
-                "acks": "all",
-                "enable.idempotence": True,
-                "logger": LIBRDKAFKA_LOG,
-                # After a commit the coordinator answers the next transaction's
-                # AddOffsetsToTxn/AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until the
-                # markers are written (a few ms); librdkafka retries after retry.backoff.ms,
-                # 100 ms by default, which made every transaction take >= 100 ms (KAFKA-5477;
-                # the Java client uses 20 ms here). Exponential but capped at 20 ms: uncapped, it
-                # reached 100 ms and overshot the few ms the coordinator needs (publish p99
-                # 138 -> 64 ms at 5k windows/s).
-                **TXN_RETRY_BACKOFF,
-                **self._s.kafka.client_config(),
-            }
-            if self.exactly_once:
-                conf["transactional.id"] = self.transactional_id
-                conf.setdefault("transaction.timeout.ms", 30000)
-            self._producer = new_client(Producer, conf)
+            self._producer = self._create_producer()
         return self._producer
+
+    def _create_producer(self) -> Producer:
+        conf: dict[str, Any] = {
+            "linger.ms": 1,
+            "acks": "all",
+            "enable.idempotence": True,
+            "logger": LIBRDKAFKA_LOG,
+            # After a commit the coordinator answers the next transaction's
+            # AddOffsetsToTxn/AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until the
+            # markers are written (a few ms); librdkafka retries after retry.backoff.ms,
+            # 100 ms by default, which made every transaction take >= 100 ms (KAFKA-5477;
+            # the Java client uses 20 ms here). Exponential but capped at 20 ms: uncapped, it
+            # reached 100 ms and overshot the few ms the coordinator needs (publish p99
+            # 138 -> 64 ms at 5k windows/s).
+            **TXN_RETRY_BACKOFF,
+            **self._s.kafka.client_config(),
+        }
+        if self.exactly_once:
+            conf["transactional.id"] = self.transactional_id
+            conf.setdefault("transaction.timeout.ms", 30000)
+            conf["error_cb"] = self._producer_error
+        return new_client(Producer, conf)
+
+    def _producer_error(self, err: KafkaError) -> None:
+        """librdkafka's error callback (served by the producer's poll): after an outage of
+        every broker, the producer is replaced before its next transaction (see
+        :meth:`_send_offsets` for why)."""
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._lost_brokers = True
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -317,23 +359,34 @@ class KafkaIO:
 
     def start(self, timeout_s: float) -> None:
         """Initialise transactions (fencing a crashed predecessor) and subscribe."""
+        try:
+            self._state_partitions()  # now, so that publishing never asks the broker for it
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"cannot read the state topic's metadata: {exc}") from exc
         if self.exactly_once:
             try:
                 self.producer.init_transactions(timeout_s)
             except KafkaException as exc:
                 raise KafkaUnavailableError(f"init_transactions failed: {exc}") from exc
+        self._subscribe()
+
+    def _subscribe(self) -> None:
         self.consumer.subscribe(
             [self._s.topics.windows], on_assign=self._assigned, on_revoke=self._revoked
         )
 
-    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced consumer, closing
         parts = sorted(tp.partition for tp in partitions)
         self._held = tuple(sorted(set(self._held) | set(parts)))
         log.info("partitions_assigned", partitions=parts)
         if self._on_assign is not None:
             self._on_assign(parts)
 
-    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced consumer, closing: its partitions were revoked already
         parts = sorted(tp.partition for tp in partitions)
         self._held = tuple(p for p in self._held if p not in parts)
         log.info("partitions_revoked", partitions=parts)
@@ -363,14 +416,66 @@ class KafkaIO:
             if err is None:
                 out.append(_to_record(msg))
             elif err.code() != KafkaError._PARTITION_EOF:
-                if err.fatal():
-                    raise KafkaUnavailableError(f"fatal consumer error: {err}")
+                if err.fatal() or err.code() == KafkaError._FATAL:
+                    self._replace_consumer(err)
+                    return []  # read again by the new consumer, from the committed offsets
                 log.warning("consumer_error", error=str(err))
         return out
+
+    def _replace_consumer(self, err: KafkaError) -> None:
+        """A new consumer in place of one that hit a fatal error and can consume nothing
+        more: its partitions are revoked first (the owner settles what it holds of them),
+        then the new one joins the group and is assigned partitions as any member is.
+
+        The fatal error seen here: ``FENCED_INSTANCE_ID`` after a broker restart, when
+        librdkafka rejoined the static group twice after its session expired and fenced
+        itself. (Another live process with the same instance id would be fenced in turn
+        and replace its consumer too: each process needs its own instance id.)
+        """
+        log.warning("consumer_replaced", error=str(err), partitions=list(self._held))
+        old = self._consumer
+        held = [TopicPartition(self._s.topics.windows, p) for p in self._held]
+        if held and old is not None:
+            self._revoked(old, held)
+        self._consumer = None
+        if old is not None:
+            try:
+                old.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("consumer_close_failed", error=str(exc))
+        self._subscribe()
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}: {err}")
+
+    def group_metadata(self) -> object | None:
+        """The consumer's group metadata for :meth:`publish` (exactly-once), taken on the
+        consuming thread (a rebalance callback included); None at-least-once, and
+        :data:`NO_GROUP_METADATA` if the consumer cannot give it (lost: the batch is then
+        refused by :meth:`publish` and replayed)."""
+        if not self.exactly_once:
+            return None
+        try:
+            return self.consumer.consumer_group_metadata()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("group_metadata_unavailable", error=str(exc))
+            return NO_GROUP_METADATA
+
+    def commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        """At-least-once: commit a published batch's input offsets, on the consuming thread.
+        Exactly-once commits them in the batch's transaction, and this does nothing.
+
+        Raises:
+            PublishError: the commit failed (retriable unless the consumer is fenced).
+        """
+        if self.exactly_once or not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err = _error_of(exc)
+            raise PublishError(f"offset commit failed: {err}", not err.fatal()) from exc
 
     def publish(
         self,
@@ -379,75 +484,201 @@ class KafkaIO:
         dead_letters: Iterable[DeadLetter],
         states: Iterable[tuple[str, int, bytes | None]],
         now_ms: int,
-        offsets: list[TopicPartition] | None = None,
+        offsets: list[TopicPartition],
+        group_metadata: object | None = None,
     ) -> None:
-        """Publish one batch's outputs and commit its input offsets, atomically if EOS.
+        """Publish one batch's outputs, with its input offsets in the same transaction (EOS).
 
-        ``offsets`` are the input positions to commit (:func:`offsets_after` of the batch's
-        records); None commits the consumer's current positions. A caller that consumes the
-        next batch before this one is committed must pass them.
+        Safe on any thread: it never touches the consumer (see the module docstring).
+
+        Args:
+            offsets: the input positions to commit (:func:`offsets_after` of the batch's
+                records). At-least-once, :meth:`commit_offsets` commits them afterwards.
+            group_metadata: :meth:`group_metadata`, needed with offsets when exactly-once.
 
         Raises:
-            PublishError: the batch was not committed (aborted); ``retriable`` tells if the
-                caller may rewind and try again.
+            PublishError: the batch was not committed (its transaction is aborted);
+                ``retriable`` tells if the caller may rewind and try again.
         """
-        t = self._s.topics
-        p = self.producer
         self._delivery_errors.clear()
+        if not self.exactly_once:
+            self._produce_outputs(alerts, events, dead_letters, states, now_ms)
+            remaining = self.producer.flush(60)
+            if remaining or self._delivery_errors:
+                raise PublishError(
+                    f"{remaining} undelivered, errors: {self._delivery_errors[:3]}", True
+                )
+            return
+        if offsets and group_metadata is None:
+            raise ValueError("an exactly-once publish needs the consumer's group metadata")
+        if group_metadata is NO_GROUP_METADATA:
+            raise PublishError("the consumer's group metadata is unavailable", True)
+        self.producer.poll(0)  # serves _producer_error
+        if self._lost_brokers:
+            log.info("producer_reconnect", reason="every broker was down")
+            self._replace_producer()
+        p = self.producer
         try:
-            if self.exactly_once:
-                p.begin_transaction()
-            for key, payload in alerts:
-                self._produce(t.alerts, key, payload, None)
-            for key, payload in events:
-                self._produce(t.events, key, payload, None)
-            for dl in dead_letters:
-                dl_key, dl_value, dl_headers = dead_letter_record(
-                    dl, now_ms, self.dead_letter_max_bytes
-                )
-                self._produce(t.dead_letters, dl_key, dl_value, list(dl_headers))
-            n_state = max(1, self._state_partitions())
-            for state_key, partition, state in states:
-                self._produce(
-                    t.state,
-                    state_key.encode(),
-                    state,
-                    [(H_INPUT_PARTITION, str(partition).encode())],
-                    partition=partition % n_state,
-                )
-            if offsets is None:
-                positions = self.consumer.position(self.consumer.assignment())
-                positions = [tp for tp in positions if tp.offset >= 0]
-            else:
-                positions = offsets
-            if self.exactly_once:
-                if positions:
-                    p.send_offsets_to_transaction(
-                        positions, self.consumer.consumer_group_metadata(), 30
-                    )
-                p.commit_transaction(60)
-            else:
-                remaining = p.flush(60)
-                if remaining or self._delivery_errors:
-                    raise PublishError(
-                        f"{remaining} undelivered, errors: {self._delivery_errors[:3]}", True
-                    )
-                if positions:
-                    self.consumer.commit(offsets=positions, asynchronous=False)
+            p.begin_transaction()
         except KafkaException as exc:
             err = _error_of(exc)
-            retriable = True
-            if self.exactly_once:
+            if not err.txn_requires_abort():
+                raise PublishError(f"begin_transaction failed: {err}", False) from exc
+            self._abort(exc)
+        try:
+            self._produce_outputs(alerts, events, dead_letters, states, now_ms)
+            if offsets:
+                self._send_offsets(p, offsets, group_metadata)
+        except KafkaException as exc:
+            self._abort(exc)
+        self._commit()
+
+    # librdkafka's send_offsets_to_transaction() can block for good, its timeout ignored,
+    # once the producer's connection to the group coordinator was lost (a broker restart):
+    # confluentinc/librdkafka#5456 and #5511; here after most restarts of the one broker.
+    # Nothing revives that producer. So a producer that saw every broker go down is replaced
+    # before its next transaction, and, for the cases that does not catch, a call still
+    # blocked this long after its timeout gets its producer replaced. The call takes
+    # milliseconds when the coordinator answers; one that times out is aborted and retried.
+    send_offsets_timeout_s = 5.0
+    stuck_grace_s = 3.0
+
+    def _send_offsets(
+        self, p: Producer, offsets: list[TopicPartition], group_metadata: object
+    ) -> None:
+        """send_offsets_to_transaction, bounded: on a helper thread, given up on when it has
+        not returned ``stuck_grace_s`` after its timeout; the producer is then replaced.
+
+        Raises:
+            KafkaException: as send_offsets_to_transaction (the caller aborts).
+            PublishError: the call is stuck; its transaction is aborted by the new producer
+                (retriable).
+        """
+        outcome: list[BaseException | None] = []
+        done = threading.Event()
+
+        def call() -> None:  # holds ``p`` while blocked: it is never destroyed mid-call
+            try:
+                p.send_offsets_to_transaction(offsets, group_metadata, self.send_offsets_timeout_s)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the publisher thread below
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="send-offsets", daemon=True).start()
+        if not done.wait(self.send_offsets_timeout_s + self.stuck_grace_s):
+            waited = self.send_offsets_timeout_s + self.stuck_grace_s
+            log.warning("producer_stuck", call="send_offsets_to_transaction", waited_s=waited)
+            self._replace_producer()
+            raise PublishError(f"send_offsets_to_transaction stuck for {waited:g} s", True)
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
+
+    def _replace_producer(self) -> None:
+        """A new transactional producer in place of a stuck one, transactions initialised:
+        that fences the old one (it can commit nothing more) and aborts its transaction.
+
+        Raises:
+            PublishError: init_transactions failed for good, or a stop came first.
+        """
+        # The old one is released on a thread of its own (this one keeps no reference):
+        # destroying a client that librdkafka left waiting can block. A stuck call's thread
+        # holds it too, until the call returns.
+        box, self._producer = [self._producer], None
+        threading.Thread(target=_release, args=(box,), name="old-producer", daemon=True).start()
+        self._lost_brokers = False
+        backoff = Backoff()
+        while True:
+            try:
+                self.producer.init_transactions(30)
+                log.info("producer_replaced", transactional_id=self.transactional_id)
+                return
+            except KafkaException as exc:
+                err = _error_of(exc)
+                if err.fatal():
+                    raise PublishError(f"init_transactions failed: {err}", False) from exc
+                delay = backoff.next_delay()
+                log.warning("init_transactions_retry", error=str(err), retry_in_s=delay)
+                if self._stop.wait(delay):
+                    raise PublishError(f"stopped while initialising: {err}", False) from exc
+
+    def _produce_outputs(
+        self,
+        alerts: Iterable[tuple[bytes, bytes]],
+        events: Iterable[tuple[bytes, bytes]],
+        dead_letters: Iterable[DeadLetter],
+        states: Iterable[tuple[str, int, bytes | None]],
+        now_ms: int,
+    ) -> None:
+        t = self._s.topics
+        for key, payload in alerts:
+            self._produce(t.alerts, key, payload, None)
+        for key, payload in events:
+            self._produce(t.events, key, payload, None)
+        for dl in dead_letters:
+            dl_key, dl_value, dl_headers = dead_letter_record(
+                dl, now_ms, self.dead_letter_max_bytes
+            )
+            self._produce(t.dead_letters, dl_key, dl_value, list(dl_headers))
+        n_state = max(1, self._state_partitions())
+        for state_key, partition, state in states:
+            self._produce(
+                t.state,
+                state_key.encode(),
+                state,
+                [(H_INPUT_PARTITION, str(partition).encode())],
+                partition=partition % n_state,
+            )
+
+    def _commit(self) -> None:
+        """Commit the open transaction, retrying while its outcome is unknown.
+
+        Raises:
+            PublishError: it failed and was aborted (retriable), or cannot be (fatal, or a
+                stop came while its outcome was unknown).
+        """
+        backoff = Backoff()
+        while True:
+            try:
+                self.producer.commit_transaction(60)
+                return
+            except KafkaException as exc:
+                err = _error_of(exc)
                 if err.txn_requires_abort():
-                    try:
-                        p.abort_transaction(30)
-                    except KafkaException as abort_exc:
-                        raise PublishError(f"abort failed: {abort_exc}", False) from exc
-                elif err.fatal() or not err.retriable():
-                    retriable = False
-            raise PublishError(str(err), retriable) from exc
-        if self._delivery_errors:
-            raise PublishError(f"delivery failed: {self._delivery_errors[:3]}", True)
+                    self._abort(exc)
+                if err.fatal() or not err.retriable():
+                    raise PublishError(f"commit failed: {err}", False) from exc
+                delay = backoff.next_delay()
+                log.warning("commit_retry", error=str(err), retry_in_s=delay)
+                if self._stop.wait(delay):
+                    raise PublishError(f"stopped while committing: {err}", False) from exc
+
+    # An abort takes milliseconds when the coordinator answers. After a broker restart
+    # librdkafka's can wait for messages it never delivers, up to their timeout and beyond.
+    abort_timeout_s = 5.0
+
+    def _abort(self, cause: KafkaException) -> None:
+        """Abort the open transaction, then raise the batch's :class:`PublishError`:
+        retriable unless the producer is fenced or fatal.
+
+        An abort that fails (the coordinator unreachable, or librdkafka still waiting for
+        messages it lost after a broker restart) gets the producer replaced instead: the new
+        one's initialisation aborts the transaction on the coordinator. That is safe here
+        because a transaction that needs aborting was never committed.
+        """
+        err = _error_of(cause)
+        if err.fatal():
+            raise PublishError(str(err), False) from cause
+        try:
+            self.producer.abort_transaction(self.abort_timeout_s)
+        except KafkaException as exc:
+            abort_err = _error_of(exc)
+            if abort_err.fatal():
+                raise PublishError(f"{err}; abort failed: {abort_err}", False) from cause
+            log.warning("abort_failed", error=str(abort_err), then="replacing the producer")
+            self._replace_producer()
+        raise PublishError(str(err), True) from cause
 
     def _produce(
         self,
@@ -479,15 +710,25 @@ class KafkaIO:
         return self._n_state
 
     def rewind_to_committed(self) -> None:
-        """Seek every assigned partition back to its committed offset (after an abort)."""
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return
-        for tp in self.consumer.committed(assignment, timeout=30):
-            offset = tp.offset if tp.offset >= 0 else 0
-            if tp.offset < 0 and self._s.auto_offset_reset == "latest":
-                continue
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        """Seek every assigned partition back to its committed offset (after an abort).
+
+        Raises:
+            KafkaUnavailableError: the committed offsets could not be read or sought to now
+                (e.g. the group coordinator is still loading after a broker restart): retry.
+        """
+        try:
+            assignment = self.consumer.assignment()
+            if not assignment:
+                return
+            for tp in self.consumer.committed(assignment, timeout=30):
+                offset = tp.offset if tp.offset >= 0 else 0
+                if tp.offset < 0 and self._s.auto_offset_reset == "latest":
+                    continue
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"cannot rewind to the committed offsets: {_error_of(exc)}"
+            ) from exc
 
     def assigned_partitions(self) -> list[int]:
         """Input partitions this instance holds now (safe to call from any thread)."""
@@ -496,20 +737,33 @@ class KafkaIO:
     def read_state(
         self, partitions: list[int], timeout_s: float = 30.0
     ) -> dict[str, tuple[int, bytes]]:
-        """Latest state record per key for these input partitions, from the state topic."""
+        """Latest state record per key for these input partitions, from the state topic.
+
+        Raises:
+            KafkaUnavailableError: the state topic could not be read to its end within
+                ``timeout_s``; restoring part of it would be wrong: retry.
+        """
         if not partitions:
             return {}
-        n_state = max(1, self._state_partitions())
         wanted = set(partitions)
-        state_parts = sorted({p % n_state for p in partitions})
         latest: dict[str, tuple[int, bytes]] = {}
-        records, incomplete = read_committed_to_end(
-            self._s.kafka.client_config(),
-            self._s.topics.state,
-            state_parts,
-            timeout_s,
-            group_id=f"{self._s.group_id}-state-reader",
-        )
+        try:
+            n_state = max(1, self._state_partitions())
+            state_parts = sorted({p % n_state for p in partitions})
+            records, incomplete = read_committed_to_end(
+                self._s.kafka.client_config(),
+                self._s.topics.state,
+                state_parts,
+                timeout_s,
+                group_id=f"{self._s.group_id}-state-reader",
+            )
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"cannot read the state topic: {_error_of(exc)}") from exc
+        if incomplete:
+            raise KafkaUnavailableError(
+                f"the state topic's partitions {incomplete} were not read to their end "
+                f"within {timeout_s:g} s"
+            )
         for msg in records:
             headers = dict(msg.headers() or [])
             try:
@@ -524,8 +778,6 @@ class KafkaIO:
                 latest.pop(key.decode(), None)
             else:
                 latest[key.decode()] = (input_partition, value)
-        if incomplete:
-            log.warning("state_restore_incomplete", partitions=incomplete)
         return latest
 
     def close(self) -> None:

@@ -2,7 +2,14 @@
 
 Start-up fails fast with a clear error (non-zero exit) when the bundle cannot be loaded or
 the broker cannot be reached within ``startup_timeout_s``; once running, publish failures are
-retried with back-off after rewinding to the last committed offsets and reloading state.
+retried with back-off after rewinding to the last committed offsets and reloading state, and
+a failure of the rewind or of the state restore (the broker still down, or loading) is
+retried with back-off too, until it succeeds or a stop is requested.
+
+No thread waits for another while holding the consumer: the publisher thread never touches
+it (the group metadata it commits offsets with is taken here, on the loop's thread, and
+at-least-once offsets are committed here too), so the rebalance callbacks, which run on the
+loop's thread holding the consumer, may wait for the publisher.
 SIGTERM/SIGINT finish the batch in hand, commit it, and exit 0.
 
 State is exactly-once by default (``state_interval_s`` 0): each batch's transaction carries
@@ -18,12 +25,12 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 import structlog
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from detector.broker_watch import BrokerWatch, kafka_probe
 from detector.bundle import Manifest
@@ -38,16 +45,22 @@ from detector.core import (
 )
 from detector.core import build_core as make_core
 from detector.dead_letter_watch import DeadLetterWatch
+from detector.errors import KafkaUnavailableError
 from detector.events import encode_event
 from detector.health import HealthTracker
 from detector.kafka_io import KafkaIO, PublishError, offsets_after
 from detector.metrics import DetectorMetrics, HealthServer
 from detector.model import ScoreResult
+from detector.retry import Backoff
 from detector.settings import DetectorSettings
 
 __all__ = ["DetectorService", "build_core"]
 
 log = structlog.get_logger()
+
+# The longest wait between attempts to recover from a failed publish: short, so that the
+# detector is back within seconds of a broker's return, however long it was away.
+RETRY_MAX_S = 5.0
 
 
 def build_core(settings: DetectorSettings, manifest: Manifest) -> DetectorCore:
@@ -72,6 +85,7 @@ class _InFlight:
     started: float = 0.0  # perf_counter when its processing began
     score_s: float = 0.0
     decide_s: float = 0.0
+    offsets: list[TopicPartition] = field(default_factory=list)  # its input offsets
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +110,15 @@ class DetectorService:
         self.scorer = scorer
         self.core = core
         self.metrics = DetectorMetrics()
-        self.io = KafkaIO(settings, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._stop = threading.Event()
+        self.io = KafkaIO(
+            settings, on_assign=self._on_assign, on_revoke=self._on_revoke, stop=self._stop
+        )
         self.health: HealthServer | None = None
         # What /healthz and /readyz answer (detector.health); the watch probes the broker.
         self.health_state = HealthTracker(settings.health, time.monotonic())
         self.metrics.bind_health(self.health_state, time.monotonic)
         self.watch: BrokerWatch | None = None
-        self._stop = threading.Event()
         # Committed since start: the stop log line reports these.
         self.totals = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
         m = core.manifest
@@ -116,6 +132,7 @@ class DetectorService:
         self._failed_on_revoke: PublishError | None = None
         self._closing = False
         self._attempt = 0
+        self._restore_stopped = False  # a stop came before assigned state was restored
         # --stop-when-idle counts from the first assignment, not from start-up: a slow
         # start (group join, state restore) is not idleness.
         self._assigned_at: float | None = None
@@ -149,7 +166,28 @@ class DetectorService:
         started = time.monotonic()
         if self._assigned_at is None:
             self._assigned_at = started
-        state = self.io.read_state(partitions)
+        if not self._restore(partitions):
+            return  # stopping: the loop decides nothing more
+        self.health_state.set_consuming(True, time.monotonic())
+
+    def _restore(self, partitions: list[int]) -> bool:
+        """Load these partitions' committed state into the core, retrying with back-off
+        while the state topic cannot be read to its end (the broker down or loading);
+        False if a stop came first (then nothing of them may be decided)."""
+        started = time.monotonic()
+        backoff = Backoff()
+        while True:
+            try:
+                state = self.io.read_state(partitions)
+                break
+            except (KafkaException, KafkaUnavailableError) as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "state_restore_failed", partitions=partitions, error=str(exc), retry_in_s=delay
+                )
+                if self._stop.wait(delay):
+                    self._restore_stopped = True
+                    return False
         restored = sum(self.core.restore(key, data, part) for key, (part, data) in state.items())
         log.info(
             "state_restored",
@@ -157,7 +195,7 @@ class DetectorService:
             records=restored,
             seconds=round(time.monotonic() - started, 3),
         )
-        self.health_state.set_consuming(True, time.monotonic())
+        return True
 
     def _on_revoke(self, partitions: list[int]) -> None:
         self.health_state.forget_input()  # what was read from them is not ours to commit
@@ -246,6 +284,8 @@ class DetectorService:
             while not self._stop.is_set():
                 self.health_state.beat(time.monotonic())
                 records = self.io.consume(s.max_batch, s.max_wait_s)
+                if self._restore_stopped:
+                    break  # stopped while restoring an assignment's state: decide nothing
                 if self._failed_on_revoke is not None:
                     exc, self._failed_on_revoke = self._failed_on_revoke, None
                     self._recover(exc)
@@ -346,9 +386,17 @@ class DetectorService:
         if not self._settle(recover=recover):
             return False
         prepared = scoring.prepared
-        future = self._submit(decisions, prepared.dead_letters, offsets_after(scoring.records))
+        offsets = offsets_after(scoring.records)
+        future = self._submit(decisions, prepared.dead_letters, offsets)
         self._inflight = _InFlight(
-            future, prepared, decisions, len(scoring.records), scoring.started, score_s, decide_s
+            future,
+            prepared,
+            decisions,
+            len(scoring.records),
+            scoring.started,
+            score_s,
+            decide_s,
+            offsets,
         )
         return True
 
@@ -377,15 +425,28 @@ class DetectorService:
     ) -> Future[tuple[float, float]]:
         """Serialise a batch's outputs here (the core is not thread-safe) and publish them on
         the publisher thread; the future's result is (seconds publishing took, perf_counter
-        when it was committed)."""
+        when it was committed).
+
+        The consumer's group metadata is taken here, on the loop's thread (in a rebalance
+        callback too): the publisher thread must never touch the consumer, which a callback
+        holds while it waits for that thread.
+        """
         now_ms = _now_ms()
         alert_msgs = [
             (a.source_id.encode(), a.model_dump_json().encode()) for a in decisions.alerts
         ]
         event_msgs = [(e.source_id.encode(), encode_event(e)) for e in decisions.events]
         states = self.core.state_records(decisions)
+        group_metadata = self.io.group_metadata()
         return self._publisher.submit(
-            self._publish, alert_msgs, event_msgs, dead_letters, states, now_ms, offsets
+            self._publish,
+            alert_msgs,
+            event_msgs,
+            dead_letters,
+            states,
+            now_ms,
+            offsets,
+            group_metadata,
         )
 
     def _publish(self, *args: Any) -> tuple[float, float]:
@@ -412,6 +473,7 @@ class DetectorService:
             return True
         try:
             publish_s, committed_at = inflight.future.result()
+            self.io.commit_offsets(inflight.offsets)  # at-least-once: here, never there
         except PublishError as exc:
             if recover:
                 self._recover(exc)
@@ -426,22 +488,43 @@ class DetectorService:
         return True
 
     def _recover(self, exc: PublishError) -> None:
-        """After an aborted batch: back off, rewind to the committed offsets, reload state."""
+        """After an aborted batch: back off, rewind to the committed offsets, reload state.
+
+        A failed rewind (e.g. ``NOT_COORDINATOR`` while a restarted broker loads) is retried
+        with back-off, and the restore retries itself, until they succeed.
+
+        Raises:
+            PublishError: ``exc``, if it is not retriable or a stop came first.
+        """
         if not exc.retriable:
             raise exc
         self._scoring = None  # read again after the rewind
-        self._attempt += 1
         self.metrics.publish_retries.inc()
-        delay = min(30.0, 0.5 * 2 ** min(self._attempt, 6))
-        log.warning("publish_failed", error=str(exc), retry_in_s=delay, attempt=self._attempt)
-        if self._stop.wait(delay):
-            raise exc
-        # Outputs were aborted: replay from the committed offsets with the state as it was
-        # committed (which also undoes what later, unpublished batches changed).
-        self.io.rewind_to_committed()
-        parts = self.io.assigned_partitions()
-        self.core.drop_partitions(set(parts))
-        self._on_assign(parts)
+        error: Exception = exc
+        while True:
+            self._attempt += 1
+            delay = min(RETRY_MAX_S, 0.5 * 2 ** min(self._attempt, 6))
+            log.warning(
+                "publish_failed" if error is exc else "rewind_failed",
+                error=str(error),
+                retry_in_s=delay,
+                attempt=self._attempt,
+            )
+            if self._stop.wait(delay):
+                raise exc
+            # Outputs were aborted: replay from the committed offsets with the state as it
+            # was committed (which also undoes what later, unpublished batches changed).
+            try:
+                self.io.rewind_to_committed()
+            except (KafkaException, KafkaUnavailableError) as rewind_exc:
+                error = rewind_exc
+                continue
+            parts = self.io.assigned_partitions()
+            self.core.drop_partitions(set(parts))
+            self._on_assign(parts)
+            if self._restore_stopped:
+                raise exc
+            return
 
     def _published(self, inflight: _InFlight, publish_s: float, committed_at: float) -> None:
         """Metrics and the batch log line for a committed batch (``committed_at``: its

@@ -59,6 +59,7 @@ class ScriptedKafka:
         states: list[tuple[str, int, bytes | None]],
         now_ms: int,
         offsets: list[TopicPartition] | None = None,
+        group_metadata: object | None = None,
     ) -> None:
         with self._busy:
             self.calls += 1
@@ -74,6 +75,12 @@ class ScriptedKafka:
             self.offsets.append([(tp.partition, tp.offset) for tp in offsets])
             for tp in offsets:
                 self.committed = max(self.committed, tp.offset)
+
+    def group_metadata(self) -> object | None:
+        return None
+
+    def commit_offsets(self, offsets: list[TopicPartition]) -> None:
+        pass  # exactly-once: the offsets went with the transaction
 
     def rewind_to_committed(self) -> None:
         self.position = self.committed
