@@ -213,11 +213,12 @@ class AdaptiveLevel:
             st.counted += 1
             st.errs += 1
             st.ep_spent += 1
+        if not episode_open or opening:  # the flag-rate gauge, as the other methods count it
+            st.flag_ewma += ((1.0 if flagged else 0.0) - st.flag_ewma) * self._ewma_k
         if episode_open:  # held back until the episode ends (step 4)
             st.excl_episode += 1
             st.pending.append(-score if flagged else score)
             return []
-        st.flag_ewma += ((1.0 if flagged else 0.0) - st.flag_ewma) * self._ewma_k
         window = cfg.level_window
         learnt = 1
         held = st.pending

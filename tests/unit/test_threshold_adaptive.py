@@ -215,3 +215,16 @@ def test_one_sustained_shift_is_accepted_once_after_a_long_history() -> None:
     result = run(scores)
     assert len([e for e in result.events if e.type == "shift_accepted"]) == 1
     assert 0.5 * TARGET <= flag_rate(result, 3000 + 600) <= 2.0 * TARGET
+
+
+def test_the_flag_rate_gauge_counts_the_windows_that_open_episodes() -> None:
+    """The gauge behind detector_source_flag_rate: with adaptive every flagged window opens
+    (or is inside) an episode, and openers must count, or the gauge reads 0 for ever."""
+    ref = make_manifest(window=WINDOW).reference_errors.sample
+    bank = ThresholdBank(ThresholdConfig(), ref, 1.0)
+    rng = np.random.default_rng(6)
+    for i, s in enumerate(normal(rng, 3000)):
+        flagged = bool(s > bank.value("s"))
+        bank.update("s", float(s), i, flagged=flagged, episode_open=flagged)
+    rate = bank.stats("s").flag_rate
+    assert 0.2 * TARGET < rate < 5 * TARGET
