@@ -89,6 +89,17 @@ def _error_of(exc: KafkaException) -> KafkaError:
     return KafkaError(KafkaError._FAIL, str(err))
 
 
+_FENCED_CODES = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+
+
+def _fenced(err: KafkaError) -> bool:
+    """Whether another producer took this transactional id over: the one fatal error that
+    must stop the detector (a new producer would fence the other instance in turn)."""
+    return err.code() in _FENCED_CODES or "fenced" in err.str().lower()
+
+
 def _release(box: list[Any]) -> None:
     """Take a replaced client out of ``box`` and drop it, here."""
     box.clear()
@@ -669,12 +680,19 @@ class KafkaIO:
         """
         err = _error_of(cause)
         if err.fatal():
-            raise PublishError(str(err), False) from cause
+            if _fenced(err):
+                raise PublishError(str(err), False) from cause
+            # Fatal for this producer instance only (e.g. INVALID_TXN_STATE after a broker
+            # restart): a new one aborts the transaction, and the batch is replayed from the
+            # committed offsets.
+            log.warning("producer_fatal", error=str(err), then="replacing the producer")
+            self._replace_producer()
+            raise PublishError(str(err), True) from cause
         try:
             self.producer.abort_transaction(self.abort_timeout_s)
         except KafkaException as exc:
             abort_err = _error_of(exc)
-            if abort_err.fatal():
+            if abort_err.fatal() and _fenced(abort_err):
                 raise PublishError(f"{err}; abort failed: {abort_err}", False) from cause
             log.warning("abort_failed", error=str(abort_err), then="replacing the producer")
             self._replace_producer()

@@ -104,6 +104,31 @@ def test_a_fatal_error_is_not_retried() -> None:
     assert "abort_transaction" not in producer.calls
 
 
+def test_an_abort_that_fails_fatally_but_not_fenced_gets_the_producer_replaced() -> None:
+    """Seen after a broker restart: send_offsets failed, then the abort failed with a fatal
+    INVALID_TXN_STATE. Only this producer instance is dead; a new one recovers the batch."""
+    io, producer, broker = _io()
+    new = FakeProducer(broker)
+    io._create_producer = lambda: new  # type: ignore[method-assign]
+    producer.fail["send_offsets_to_transaction"] = [kafka_error(KafkaError._TRANSPORT)]
+    producer.fail["abort_transaction"] = [kafka_error(KafkaError.INVALID_TXN_STATE, fatal=True)]
+    with pytest.raises(PublishError) as failed:
+        _publish(io)
+    assert failed.value.retriable
+    assert io._producer is new and new.calls == ["init_transactions"]
+    _publish(io)
+    assert broker.committed == {0: 7}
+
+
+def test_a_fenced_abort_still_stops_the_detector() -> None:
+    io, producer, _ = _io()
+    producer.fail["send_offsets_to_transaction"] = [kafka_error(KafkaError._TRANSPORT)]
+    producer.fail["abort_transaction"] = [kafka_error(KafkaError.PRODUCER_FENCED, fatal=True)]
+    with pytest.raises(PublishError) as failed:
+        _publish(io)
+    assert not failed.value.retriable
+
+
 def test_a_stop_ends_the_retries_of_a_commit() -> None:
     stop = threading.Event()
     io, producer, _ = _io(stop=stop)
