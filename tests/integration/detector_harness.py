@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -139,3 +140,33 @@ def process_env(bootstrap: str, tag: str, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def offline_alert_ids(
+    bundle: Path, bootstrap: str, topic: str, n: int, partitions: int = 2
+) -> set[str]:
+    """The alert ids of one uninterrupted pass over ``topic``'s first ``n`` records, decided
+    offline by the service's own core factory with a static threshold, partition by
+    partition (what a detector gives the same records whatever stopped it)."""
+    from detector.bundle import read_manifest
+    from detector.core import InputRecord
+    from detector.core import build_core as make_core
+    from detector.model import load_bundle
+    from detector.settings import DetectorSettings
+    from tests.kafka_helpers import consume_records
+
+    settings = DetectorSettings(_env_file=None, threshold={"method": "static"})  # type: ignore[call-arg]
+    core = make_core(read_manifest(bundle), settings.threshold, settings.lifecycle)
+    model = load_bundle(bundle)
+    inputs = consume_records(bootstrap, topic, n, timeout_s=60)
+    ids: set[str] = set()
+    for part in range(partitions):
+        records = [
+            InputRecord(topic, m.partition(), m.offset(), m.key(), m.value(), m.headers(), 0)
+            for m in inputs
+            if m.partition() == part
+        ]
+        prepared = core.prepare(records)
+        decisions = core.decide(prepared, model.score(prepared.batch), 0)
+        ids |= {a.alert_id for a in decisions.alerts}
+    return ids

@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 
 from detector.alerts import Alert
 from kafka_local import LocalKafka
-from tests.integration.detector_harness import committed_count
+from tests.integration.detector_harness import committed_count, offline_alert_ids
 from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     _env,
     _log_events,
@@ -105,37 +105,6 @@ def _readable(count: Callable[[], int], timeout_s: float) -> int:
     return readings[-1]
 
 
-def _expected_alert_ids(bundle: Path, bootstrap: str, topic: str, n: int) -> set[str]:
-    """The alert ids of one uninterrupted pass over the topic's records (static threshold)."""
-    from detector.bundle import read_manifest
-    from detector.core import DetectorCore, InputRecord
-    from detector.model import load_bundle
-    from detector.settings import DetectorSettings
-    from detector.threshold import ThresholdBank
-
-    manifest = read_manifest(bundle)
-    settings = DetectorSettings(_env_file=None, threshold={"method": "static"})  # type: ignore[call-arg]
-    core = DetectorCore(
-        manifest,
-        ThresholdBank(
-            settings.threshold, manifest.reference_errors.sample, manifest.threshold.value
-        ),
-        settings.lifecycle,
-    )
-    model = load_bundle(bundle)
-    inputs = consume_records(bootstrap, topic, n, timeout_s=60)
-    ids: set[str] = set()
-    for part in (0, 1):
-        recs = [
-            InputRecord(topic, m.partition(), m.offset(), m.key(), m.value(), m.headers(), 0)
-            for m in inputs
-            if m.partition() == part
-        ]
-        prepared = core.prepare(recs)
-        ids |= {a.alert_id for a in core.decide(prepared, model.score(prepared.batch), 0).alerts}
-    return ids
-
-
 def test_broker_restarts_under_load_lose_and_duplicate_nothing(
     restartable_kafka: LocalKafka,
     tiny_bundle: Path,  # noqa: F811
@@ -192,7 +161,7 @@ def test_broker_restarts_under_load_lose_and_duplicate_nothing(
     assert not [e for e in events if e.get("event") == "detector_crashed"]
     (stopped,) = [e for e in events if e.get("event") == "detector_stopped"]
     assert int(stopped["scored"]) == N  # type: ignore[call-overload]
-    expected = _expected_alert_ids(tiny_bundle, bootstrap, topic, N)
+    expected = offline_alert_ids(tiny_bundle, bootstrap, topic, N)
     assert len(expected) > 20, "the stream should open a fair number of episodes"
     got = [
         Alert.model_validate_json(m.value() or b"").alert_id

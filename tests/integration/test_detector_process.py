@@ -21,7 +21,12 @@ import pytest
 from detector.alerts import Alert, AlertState
 from detector.messages import encode_binary
 from kafka_local import free_port
-from tests.integration.detector_harness import committed_count, process_env, produce
+from tests.integration.detector_harness import (
+    committed_count,
+    offline_alert_ids,
+    process_env,
+    produce,
+)
 from tests.kafka_helpers import consume_records, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
@@ -218,33 +223,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     # Alerts: none twice, and exactly the set a single uninterrupted pass gives.
     stopped = [e for e in _log_events(log) if e.get("event") == "detector_stopped"]
     assert len(stopped) == 1  # the SIGKILLed one never logged its stop
-    from detector.bundle import read_manifest
-    from detector.core import DetectorCore, InputRecord
-    from detector.model import load_bundle
-    from detector.settings import DetectorSettings
-    from detector.threshold import ThresholdBank
-
-    manifest = read_manifest(tiny_bundle)
-    settings = DetectorSettings(_env_file=None, threshold={"method": "static"})  # type: ignore[call-arg]
-    core = DetectorCore(
-        manifest,
-        ThresholdBank(
-            settings.threshold, manifest.reference_errors.sample, manifest.threshold.value
-        ),
-        settings.lifecycle,
-    )
-    model = load_bundle(tiny_bundle)
-    inputs = consume_records(kafka_bootstrap, topic, len(records))
-    expected_ids: set[str] = set()
-    for part in (0, 1):
-        recs = [
-            InputRecord(topic, m.partition(), m.offset(), m.key(), m.value(), m.headers(), 0)
-            for m in inputs
-            if m.partition() == part
-        ]
-        prepared = core.prepare(recs)
-        decisions = core.decide(prepared, model.score(prepared.batch), 0)
-        expected_ids |= {a.alert_id for a in decisions.alerts}
+    expected_ids = offline_alert_ids(tiny_bundle, kafka_bootstrap, topic, len(records))
     assert len(expected_ids) > 20, "the stream should open a fair number of episodes"
     got = [
         Alert.model_validate_json(m.value() or b"")
