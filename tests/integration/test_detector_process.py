@@ -206,11 +206,17 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     # mid-stream (with 64 a fast detector had committed all 6002 before the kill).
     env = _env(kafka_bootstrap, tag, DETECTOR_THRESHOLD__METHOD="static", DETECTOR_MAX_BATCH="8")
     log = tmp_path / "det.log"
-    first = _start_busy(kafka_bootstrap, tiny_bundle, env, log, procs, tag, records, 1500)
+    # Two thirds of the stream before the kill, the rest after: the kill cannot land after
+    # the end of the input however fast the machine.
+    first_part = 2 * len(records) // 3
+    first = _start_busy(
+        kafka_bootstrap, tiny_bundle, env, log, procs, tag, records[:first_part], 1500
+    )
     group, topic = f"{tag}-group", f"{tag}-windows"
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    assert committed_count(kafka_bootstrap, group, topic, 2) < len(records), "killed too late"
+    assert committed_count(kafka_bootstrap, group, topic, 2) < first_part, "killed too late"
+    produce(kafka_bootstrap, topic, records[first_part:])
 
     second = _start(tiny_bundle, env, log, "--stop-when-idle", "4")
     procs.append(second)
