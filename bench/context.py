@@ -11,11 +11,11 @@ from typing import Any
 from bench.broker import BrokerInfo
 from bench.config import ModeConfig
 
-__all__ = ["Context", "LoadedModel"]
+__all__ = ["BenchModel", "Context"]
 
 
 @dataclass(frozen=True, slots=True)
-class LoadedModel:
+class BenchModel:
     """A bundle loaded once per run: the scorer (``detector.model``) and its manifest."""
 
     path: Path
@@ -43,7 +43,7 @@ class Context:
     sim_bundle: Path
     ecg_bundle: Path | None
     started: float = field(default_factory=time.monotonic)
-    _models: dict[Path, LoadedModel] = field(default_factory=dict)
+    _models: dict[Path, BenchModel] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -58,7 +58,7 @@ class Context:
         print(f"[bench {time.monotonic() - self.started:6.1f}s] {message}", flush=True)
         sys.stdout.flush()
 
-    def model(self, path: Path) -> LoadedModel:
+    def model(self, path: Path) -> BenchModel:
         """Load (once) and warm up the bundle at ``path`` with ``detector.model.load_bundle``."""
         if path not in self._models:
             from detector.model import load_bundle
@@ -67,7 +67,5 @@ class Context:
             loaded = load_bundle(path)
             # every batch size the variants use (max_batch up to 8192)
             loaded.warmup(8192, largest=None)
-            self._models[path] = LoadedModel(
-                path, loaded, loaded.manifest, time.perf_counter() - t0
-            )
+            self._models[path] = BenchModel(path, loaded, loaded.manifest, time.perf_counter() - t0)
         return self._models[path]

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from producer.drift import DriftScenario
+from producer.scenarios import DriftScenario
 from producer.simulate import make_batches
 from producer.windows import WindowBatch
 

@@ -24,11 +24,11 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.broker import BenchError
-from detector.core import Decisions, DetectorCore, InputRecord, Prepared, ScoreArrays
+from detector.core import BatchDecider, BatchScores, Decisions, InputRecord, Prepared
 from detector.core import Scorer as CoreScorer
 from detector.kafka_io import KafkaIO
 from detector.messages import decode_window
-from detector.service import DetectorService, build_core
+from detector.service import DetectorService, build_decider
 from detector.settings import DetectorSettings
 
 __all__ = ["STAGES", "DrainResult", "InProcessDetector", "StageClock", "consume_only"]
@@ -109,13 +109,13 @@ class _TimedScorer:
         self._inner = inner
         self._clock = clock
 
-    def score(self, batch: npt.NDArray[np.float32]) -> ScoreArrays:
+    def score(self, batch: npt.NDArray[np.float32]) -> BatchScores:
         return self._clock.timed("score", self._inner.score, batch)
 
 
 def build_service(settings: DetectorSettings, scorer: CoreScorer, manifest: Any) -> DetectorService:
     """The service ``DetectorService.from_bundle`` would build, around an already loaded model."""
-    return DetectorService(settings, scorer, build_core(settings, manifest))
+    return DetectorService(settings, scorer, build_decider(settings, manifest))
 
 
 class InProcessDetector:
@@ -144,7 +144,7 @@ class InProcessDetector:
         self._instrument()
 
     @property
-    def core(self) -> DetectorCore:
+    def core(self) -> BatchDecider:
         return self.service.core
 
     def _instrument(self) -> None:
@@ -170,7 +170,7 @@ class InProcessDetector:
         def timed_prepare(records: list[InputRecord]) -> Prepared:
             return clock.timed("prepare", prepare, records)
 
-        def timed_decide(prepared: Prepared, result: ScoreArrays, now_ms: int) -> Decisions:
+        def timed_decide(prepared: Prepared, result: BatchScores, now_ms: int) -> Decisions:
             return clock.timed("decide", decide, prepared, result, now_ms)
 
         def timed_publish(*args: Any) -> None:

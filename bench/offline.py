@@ -3,7 +3,7 @@
 Alerts mark episode openings, not every flagged window, so per-window false-alarm rates and
 recall cannot be read off the alerts topic. The core is deterministic per source (thresholds
 recalibrate by count, episodes by event time), so replaying the same records in the same
-per-source order through a :class:`~detector.core.DetectorCore` with the same settings and
+per-source order through a :class:`~detector.core.BatchDecider` with the same settings and
 model gives the decisions the service made; the alert ids (deterministic: input
 topic/partition/offset, state, model) are compared with those read from Kafka to prove it.
 """
@@ -13,23 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from detector.core import InputRecord, Prepared
-from detector.service import build_core
+from detector.service import build_decider
 from detector.settings import DetectorSettings
 
 __all__ = ["OfflineResult", "replay"]
 
 SCORE_BATCH = 2048
-
-
-@dataclass(frozen=True, slots=True)
-class _Slice:
-    scores: npt.NDArray[np.float32]
-    step_errors: npt.NDArray[np.float32]
-    channel_errors: npt.NDArray[np.float32]
 
 
 @dataclass(slots=True)
@@ -59,7 +49,7 @@ def replay(
     settings: DetectorSettings, scorer: Any, manifest: Any, records: list[InputRecord]
 ) -> OfflineResult:
     """Decide every record as the service would, one window at a time (scored in batches)."""
-    core = build_core(settings, manifest)
+    core = build_decider(settings, manifest)
     out = OfflineResult()
     for start in range(0, len(records), SCORE_BATCH):
         prepared = core.prepare(records[start : start + SCORE_BATCH])
@@ -69,11 +59,7 @@ def replay(
         result = scorer.score(prepared.batch)
         for i, (record, window) in enumerate(zip(prepared.records, prepared.windows, strict=True)):
             one = Prepared([record], [window], prepared.batch[i : i + 1], [])
-            part = _Slice(
-                np.asarray(result.scores[i : i + 1]),
-                np.asarray(result.step_errors[i : i + 1]),
-                np.asarray(result.channel_errors[i : i + 1]),
-            )
+            part = result.take(slice(i, i + 1))
             threshold = core.bank.get(window.source_id).value
             decisions = core.decide(one, part, window.event_time_ms)
             out.flags.append(decisions.flagged > 0)

@@ -29,7 +29,7 @@ import orjson
 from bench import stats
 from bench.broker import BenchError, Fetched, create_topics, read_topic
 from bench.config import create_output_topics, detector_settings, topic_names
-from bench.context import Context, LoadedModel
+from bench.context import BenchModel, Context
 from bench.data import (
     BASE_TIME_MS,
     PERIOD_MS,
@@ -46,7 +46,7 @@ from bench.preload import preload, read_back, windows_of
 from detector.core import InputRecord
 from detector.threshold import ThresholdConfig
 from producer.anomalies import ECG_ANOMALIES
-from producer.drift import DriftScenario
+from producer.scenarios import DriftScenario
 from producer.windows import LabeledWindow, WindowBatch, concat_batches
 
 __all__ = ["drift_scenario", "drift_verdict", "ecg5000_replay", "opened_inputs"]
@@ -90,7 +90,7 @@ def opened_inputs(alerts_raw: list[Fetched]) -> dict[Pos, dict[str, Any]]:
 
 
 def _drain(
-    ctx: Context, model: LoadedModel, windows_topic: str, run: str, n: int, **overrides: Any
+    ctx: Context, model: BenchModel, windows_topic: str, run: str, n: int, **overrides: Any
 ) -> tuple[dict[str, Any], list[Fetched]]:
     create_output_topics(ctx.bootstrap, run, PARTITIONS)
     settings = detector_settings(
@@ -321,7 +321,7 @@ def drift_verdict(
 
 
 def _one_scenario(
-    ctx: Context, model: LoadedModel, name: str, magnitude: float, target: float
+    ctx: Context, model: BenchModel, name: str, magnitude: float, target: float
 ) -> dict[str, Any]:
     stream, drift = _drift_stream(ctx, magnitude)
     topic = ctx.name(f"drift-{name}-windows")

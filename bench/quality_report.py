@@ -278,7 +278,7 @@ def evaluate(split: Split, log: Callable[[str], None]) -> dict[str, Any]:
     """The product's methods and the peers on one split."""
     from bench.peers import PEER_UNAVAILABLE, PEERS, run_peer
     from detector.backtest import replay_records, summarise, window_records
-    from detector.core import build_core
+    from detector.core import build_decider
     from detector.model import load_bundle
     from detector.settings import LifecycleSettings
     from detector.threshold import ThresholdConfig
@@ -290,7 +290,7 @@ def evaluate(split: Split, log: Callable[[str], None]) -> dict[str, Any]:
     product_scores: npt.NDArray[np.float64] | None = None
     for method in METHODS:
         t0 = time.perf_counter()
-        core = build_core(
+        core = build_decider(
             model.manifest, ThresholdConfig(method=method, target_far=TARGET_FAR),
             LifecycleSettings(),
         )  # fmt: skip
@@ -311,7 +311,7 @@ def evaluate(split: Split, log: Callable[[str], None]) -> dict[str, Any]:
     variants: dict[str, Any] = {}
     for label, path in (split.variants or {}).items():
         other = load_bundle(path)
-        core = build_core(
+        core = build_decider(
             other.manifest, ThresholdConfig(target_far=TARGET_FAR), LifecycleSettings()
         )
         run = replay_records(core, other.score, records)

@@ -61,8 +61,8 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.events import Event, ThresholdRecalibrated
-from detector.threshold_config import ThresholdConfig, ThresholdInfo
 from detector.threshold_state import SourceState
+from detector.threshold_types import ThresholdConfig, ThresholdInfo
 
 __all__ = [
     "IQR_SCALE",

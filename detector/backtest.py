@@ -2,7 +2,7 @@
 
 ``detector backtest`` reads a labelled (or unlabelled) file with the one data module
 (:mod:`detector.datafile`), encodes every window as the record the producer would have sent,
-and puts the records through the same :class:`~detector.core.DetectorCore` as the service
+and puts the records through the same :class:`~detector.core.BatchDecider` as the service
 (decode and validation, the bundle's scorer, per-source thresholds, episodes) in stream order.
 Records are numbered as offsets of one partition of ``topic``, so the alert ids are the ones
 the service gives the same file replayed into an empty one-partition topic of that name.
@@ -36,7 +36,7 @@ import numpy.typing as npt
 import orjson
 
 from detector.alerts import Alert
-from detector.core import BatchScores, DetectorCore, InputRecord, Prepared, build_core
+from detector.core import BatchDecider, BatchScores, InputRecord, Prepared, build_decider
 from detector.errors import ConfigError
 from detector.events import Event, encode_event
 from detector.lifecycle import LifecycleSettings
@@ -109,8 +109,8 @@ def window_records(
 
 
 def replay_records(
-    core: DetectorCore,
-    score: Callable[[npt.NDArray[np.float32]], Any],
+    core: BatchDecider,
+    score: Callable[[npt.NDArray[np.float32]], BatchScores],
     records: list[InputRecord],
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -136,11 +136,7 @@ def replay_records(
                 zip(prepared.records, prepared.windows, strict=True)
             ):
                 one = Prepared([record], [window], prepared.batch[i : i + 1], [])
-                part = BatchScores(
-                    np.asarray(result.scores[i : i + 1]),
-                    np.asarray(result.step_errors[i : i + 1]),
-                    np.asarray(result.channel_errors[i : i + 1]),
-                )
+                part = result.take(slice(i, i + 1))
                 info = core.bank.get(window.source_id)
                 was = core.tracker.episode_id(window.source_id)
                 decisions = core.decide(one, part, window.event_time_ms)
@@ -305,7 +301,7 @@ def summarise(
         if not found
         else float(np.median([d["windows"] for d in found])),
         "median_ms_to_detect": None if not found else float(np.median([d["ms"] for d in found])),
-        "threshold_changes": events.get("threshold_recalibrated", 0),
+        "threshold_states_due": events.get("threshold_recalibrated", 0),
         "events": events,
         "alerts": alerts,
         "dead_letters": dead,
@@ -487,7 +483,7 @@ def backtest_file(
     times = data.event_time_ms[keep]
     records = window_records(data.values[keep], sources, times, topic=topic)
     model = model_module.load_bundle(bundle_dir)
-    core = build_core(model.manifest, threshold, lifecycle)
+    core = build_decider(model.manifest, threshold, lifecycle)
     say(f"backtest: {len(records)} windows of {data_path.name} through {bundle_dir}")
 
     def tick(done: int, total: int) -> None:

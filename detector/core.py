@@ -4,10 +4,10 @@ No Kafka, no TensorFlow, no clocks: the service passes records as :class:`InputR
 the model as anything with ``score(batch)`` (:class:`Scorer`), and the time as an argument.
 One batch goes through two steps so the service can time the model call between them:
 
-1. :meth:`DetectorCore.prepare` decodes and validates every record against the bundle's
+1. :meth:`BatchDecider.prepare` decodes and validates every record against the bundle's
    contract; bad ones become :class:`DeadLetter` values (never exceptions), good ones are
    stacked into one ``(B, T, C)`` array.
-2. :meth:`DetectorCore.decide` walks the scored windows in stream order: threshold in force
+2. :meth:`BatchDecider.decide` walks the scored windows in stream order: threshold in force
    per source, episode lifecycle, threshold learning (normal windows only), alerts, events.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -37,19 +37,19 @@ from detector.errors import DecodeError, DetectorError
 from detector.events import Event, ShiftAccepted
 from detector.lifecycle import EpisodeTracker, LifecycleSettings, Transition
 from detector.messages import DecodedWindow, Headers, decode_window
+from detector.scores import BatchScores, Scorer
 from detector.threshold import ThresholdBank, ThresholdConfig, ThresholdInfo
 
 __all__ = [
     "STATE_FORMAT",
+    "BatchDecider",
     "BatchScores",
     "DeadLetter",
     "Decisions",
-    "DetectorCore",
     "InputRecord",
     "Prepared",
-    "ScoreArrays",
     "Scorer",
-    "build_core",
+    "build_decider",
 ]
 
 STATE_FORMAT = 1
@@ -83,32 +83,6 @@ class DeadLetter:
     detail: str
 
 
-class ScoreArrays(Protocol):
-    """What a scorer returns for a batch of B windows of T steps and C channels."""
-
-    @property
-    def scores(self) -> npt.NDArray[np.float32]: ...  # (B,)
-    @property
-    def step_errors(self) -> npt.NDArray[np.float32]: ...  # (B, T)
-    @property
-    def channel_errors(self) -> npt.NDArray[np.float32]: ...  # (B, C)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchScores:
-    """Scores of a batch as plain arrays (a :class:`ScoreArrays`): a subset or one window."""
-
-    scores: npt.NDArray[np.float32]  # (B,)
-    step_errors: npt.NDArray[np.float32]  # (B, T)
-    channel_errors: npt.NDArray[np.float32]  # (B, C)
-
-
-class Scorer(Protocol):
-    """Scores raw (un-normalised) windows, one call per batch."""
-
-    def score(self, batch: npt.NDArray[np.float32]) -> ScoreArrays: ...
-
-
 @dataclass(slots=True)
 class Prepared:
     """A decoded, validated batch."""
@@ -129,8 +103,8 @@ class Decisions:
     # source_id -> input partition, for sources whose state goes into this batch's
     # transaction: episode state whenever it changed, threshold state of every source the
     # batch touched (with state_interval_ms > 0: on a recalibration, or once per interval).
-    episode_changes: dict[str, int] = field(default_factory=dict)
-    threshold_changes: dict[str, int] = field(default_factory=dict)
+    episode_states_due: dict[str, int] = field(default_factory=dict)
+    threshold_states_due: dict[str, int] = field(default_factory=dict)
 
 
 def _describe(exc: Exception) -> str:
@@ -138,7 +112,7 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 
-class DetectorCore:
+class BatchDecider:
     """Decode, validate and decide, for one model bundle.
 
     Args:
@@ -239,7 +213,7 @@ class DetectorCore:
 
     # -- step 2 ---------------------------------------------------------------------------
 
-    def decide(self, prepared: Prepared, result: ScoreArrays, now_ms: int) -> Decisions:
+    def decide(self, prepared: Prepared, result: BatchScores, now_ms: int) -> Decisions:
         """Thresholds, lifecycle and learning for a scored batch, in stream order.
 
         A window the model scored NaN or infinite is moved from ``prepared`` to its dead
@@ -262,11 +236,7 @@ class DetectorCore:
             prepared.records = [prepared.records[i] for i in keep]
             prepared.windows = [prepared.windows[i] for i in keep]
             prepared.batch = prepared.batch[keep]
-            result = BatchScores(
-                np.asarray(result.scores)[keep],
-                np.asarray(result.step_errors)[keep],
-                np.asarray(result.channel_errors)[keep],
-            )
+            result = result.take(keep)
             scores = scores[keep]
         for i, (record, window) in enumerate(zip(prepared.records, prepared.windows, strict=True)):
             source = window.source_id
@@ -308,7 +278,7 @@ class DetectorCore:
             if was_open and not is_open:
                 self._last_ref.pop(source, None)
             if was_open or is_open:
-                out.episode_changes[source] = record.partition
+                out.episode_states_due[source] = record.partition
             shift = transition is not None and transition.shift
             events = self.bank.update(
                 source,
@@ -338,11 +308,11 @@ class DetectorCore:
                 or not self._state_interval_ms
                 or now_ms - self._last_state_ms.get(source, 0) >= self._state_interval_ms
             ):
-                out.threshold_changes[source] = record.partition
+                out.threshold_states_due[source] = record.partition
             else:
                 self._unsaved.add(source)
         if self._state_interval_ms:
-            for source in out.threshold_changes:
+            for source in out.threshold_states_due:
                 self._last_state_ms[source] = now_ms
                 self._unsaved.discard(source)
         return out
@@ -360,7 +330,7 @@ class DetectorCore:
             if partition is None or source not in self.bank:
                 self._unsaved.discard(source)
             elif partitions is None or partition in partitions:
-                out.threshold_changes[source] = partition
+                out.threshold_states_due[source] = partition
                 self._unsaved.discard(source)
         return out
 
@@ -391,7 +361,7 @@ class DetectorCore:
                     now_ms,
                 )
             )
-            out.episode_changes[source] = self._partition_of.get(source, max(ref.partition, 0))
+            out.episode_states_due[source] = self._partition_of.get(source, max(ref.partition, 0))
         return out
 
     def _alert(
@@ -402,7 +372,7 @@ class DetectorCore:
         event_time_ms: int,
         score: float,
         info: ThresholdInfo,
-        result: ScoreArrays | None,
+        result: BatchScores | None,
         row: int,
         now_ms: int,
     ) -> Alert:
@@ -462,7 +432,7 @@ class DetectorCore:
         it (its alert id depends on it), as the uninterrupted detector would.
         """
         out: list[tuple[str, int, bytes | None]] = []
-        for source, partition in decisions.episode_changes.items():
+        for source, partition in decisions.episode_states_due.items():
             episode = self.tracker.snapshot(source)
             value = None
             if episode is not None:
@@ -476,7 +446,7 @@ class DetectorCore:
                     doc["last_ref"] = [ref.topic, ref.partition, ref.offset, ref.seq]
                 value = orjson.dumps(doc)
             out.append((EPISODE_KEY + source, partition, value))
-        for source, partition in decisions.threshold_changes.items():
+        for source, partition in decisions.threshold_states_due.items():
             doc = {
                 "format": STATE_FORMAT,
                 "model_sha256": self._model.sha256,
@@ -537,14 +507,14 @@ class DetectorCore:
         return gone
 
 
-def build_core(
+def build_decider(
     manifest: Manifest,
     threshold: ThresholdConfig,
     lifecycle: LifecycleSettings,
     *,
     max_message_bytes: int = 1 << 20,
     state_interval_ms: int = 0,
-) -> DetectorCore:
+) -> BatchDecider:
     """The core for a bundle, its thresholds warm-started from the bundle's reference errors.
 
     The service and the backtest both build their core here, so they decide alike.
@@ -555,7 +525,7 @@ def build_core(
         manifest.threshold.value,
         manifest.threshold.target_far,
     )
-    return DetectorCore(
+    return BatchDecider(
         manifest,
         bank,
         lifecycle,

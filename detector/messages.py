@@ -382,7 +382,7 @@ def decode_window(key: bytes | None, value: bytes | None, headers: Headers | Non
     Shape against a model, finiteness and size limits are checked by the caller, which knows
     the model's contract; this checks only that the record is a well-formed window. Samples
     beyond float32's range become inf (numpy warns of the overflow unless the caller runs
-    under ``np.errstate(over="ignore")``, as :meth:`DetectorCore.prepare` does per batch).
+    under ``np.errstate(over="ignore")``, as :meth:`BatchDecider.prepare` does per batch).
 
     Raises:
         DecodeError: the record is not a window; ``reason`` says why.

@@ -17,8 +17,8 @@ windows, 3 members), and the call releases the GIL for all of it. The two agree 
 rounding (tested to 1e-5 relative). Every offline figure (training's evaluation, the
 benchmark's replays, the tests) scores through :meth:`LoadedModel.score`, as the detector
 does, so offline and Kafka flag the same windows. TensorFlow itself is imported only when a
-bundle is loaded, so the detector's pure core and its tests can use :class:`ScoreResult`
-and :class:`Scorer` without it.
+bundle is loaded, so the detector's pure core and its tests score without it (their shape,
+:class:`detector.scores.BatchScores`, is numpy only).
 
 Examples:
     >>> model = load_bundle(Path("models/demo"))            # doctest: +SKIP
@@ -35,15 +35,15 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from detector.bundle import MODEL_FILE, Manifest, ScoreSpec, read_manifest
 from detector.errors import BundleError
+from detector.scores import BatchScores
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -53,8 +53,6 @@ __all__ = [
     "CompiledScorer",
     "LoadedModel",
     "Reconstructor",
-    "ScoreResult",
-    "Scorer",
     "batch_bucket",
     "compile_reconstructor",
     "import_tensorflow",
@@ -133,34 +131,6 @@ def batch_bucket(n: int) -> int:
     return -(-n // 128) * 128
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreResult:
-    """Scores of a batch of B windows of T steps and C channels (all float32)."""
-
-    scores: npt.NDArray[np.float32]  # (B,)
-    step_errors: npt.NDArray[np.float32]  # (B, T)
-    channel_errors: npt.NDArray[np.float32]  # (B, C)
-
-    @classmethod
-    def empty(cls, window_size: int, n_channels: int) -> ScoreResult:
-        """The scores of a batch with no window."""
-        return cls(
-            np.zeros(0, np.float32),
-            np.zeros((0, window_size), np.float32),
-            np.zeros((0, n_channels), np.float32),
-        )
-
-
-class Scorer(Protocol):
-    """Anything that scores a (B, T, C) batch of raw windows in one call.
-
-    :class:`LoadedModel` is one; unit tests of the detector core pass a plain object with a
-    ``score`` method instead (``detector.core.Scorer`` is the same protocol).
-    """
-
-    def score(self, batch: npt.NDArray[np.float32]) -> ScoreResult: ...
-
-
 def smooth_steps(r: npt.NDArray[np.float32], length: int) -> npt.NDArray[np.float32]:
     """Centred moving average of ``length`` (odd) steps along T (axis -2), edges repeated.
 
@@ -186,7 +156,7 @@ def score_reconstruction(
     x_hat: npt.NDArray[np.float32],
     spec: ScoreSpec,
     weights: npt.NDArray[np.float32] | None = None,
-) -> ScoreResult:
+) -> BatchScores:
     """Steps 3-5 of the scoring contract, in numpy.
 
     Args:
@@ -204,7 +174,7 @@ def score_reconstruction(
         err = err * w
     if members:
         err = err.mean(axis=1, dtype=np.float32)
-    return ScoreResult(
+    return BatchScores(
         scores=err.mean(axis=(1, 2), dtype=np.float32),
         step_errors=err.mean(axis=2, dtype=np.float32),
         channel_errors=err.mean(axis=1, dtype=np.float32),
@@ -270,7 +240,7 @@ class CompiledReconstructor:
 class CompiledScorer:
     """Steps 2-5 of the scoring contract in one ``tf.function`` of signature ``[None, T, C]``.
 
-    Calls take a normalised (B, T, C) numpy array (B >= 1) and return a :class:`ScoreResult`.
+    Calls take a normalised (B, T, C) numpy array (B >= 1) and return a :class:`BatchScores`.
     The same arithmetic as :func:`score_reconstruction`, in the same order (the smoothing
     sums the shifted residuals left to right, then divides by the length); only the order
     of the mean reductions may differ, so the two agree to float32 rounding.
@@ -312,9 +282,9 @@ class CompiledScorer:
         self._fn = _compiled(score, window_size, n_channels)
         self._constant = tf.constant
 
-    def __call__(self, x_norm: npt.NDArray[np.float32]) -> ScoreResult:
+    def __call__(self, x_norm: npt.NDArray[np.float32]) -> BatchScores:
         scores, steps, channels = self._fn(self._constant(x_norm))
-        return ScoreResult(scores.numpy(), steps.numpy(), channels.numpy())
+        return BatchScores(scores.numpy(), steps.numpy(), channels.numpy())
 
     @property
     def traces(self) -> int:
@@ -373,7 +343,7 @@ class LoadedModel:
             return np.zeros((0, *([members] if members > 1 else []), *self._shape), np.float32)
         return self.reconstructor(np.ascontiguousarray(x_norm, dtype=np.float32))
 
-    def score(self, batch: npt.NDArray[np.float32]) -> ScoreResult:
+    def score(self, batch: npt.NDArray[np.float32]) -> BatchScores:
         """Score a (B, T, C) batch of raw windows (one compiled call).
 
         Raises:
@@ -381,7 +351,7 @@ class LoadedModel:
         """
         x_norm = self.normalise(batch)
         if len(x_norm) == 0:
-            return ScoreResult.empty(*self._shape)
+            return BatchScores.empty(*self._shape)
         n = len(x_norm)
         size = batch_bucket(n)
         if size == n:
@@ -389,7 +359,7 @@ class LoadedModel:
         padded = np.zeros((size, *self._shape), np.float32)
         padded[:n] = x_norm
         full = self.scorer(padded)
-        return ScoreResult(full.scores[:n], full.step_errors[:n], full.channel_errors[:n])
+        return full.take(slice(0, n))
 
     def warmup(self, max_batch: int = 1, largest: int | None = WARMUP_MAX_BUCKET) -> list[int]:
         """Trace the scoring call and run it at every batch size :func:`batch_bucket` uses

@@ -35,26 +35,25 @@ from confluent_kafka import KafkaException, TopicPartition
 from detector.broker_watch import BrokerWatch, kafka_probe
 from detector.bundle import Manifest
 from detector.core import (
+    BatchDecider,
+    BatchScores,
     DeadLetter,
     Decisions,
-    DetectorCore,
     InputRecord,
     Prepared,
-    ScoreArrays,
     Scorer,
 )
-from detector.core import build_core as make_core
+from detector.core import build_decider as make_core
 from detector.dead_letter_watch import DeadLetterWatch
 from detector.errors import KafkaUnavailableError
 from detector.events import encode_event
 from detector.health import HealthTracker
 from detector.kafka_io import KafkaIO, PublishError, offsets_after
 from detector.metrics import DetectorMetrics, HealthServer
-from detector.model import ScoreResult
 from detector.retry import Backoff
 from detector.settings import DetectorSettings
 
-__all__ = ["DetectorService", "build_core"]
+__all__ = ["DetectorService", "build_decider"]
 
 log = structlog.get_logger()
 
@@ -63,7 +62,7 @@ log = structlog.get_logger()
 RETRY_MAX_S = 5.0
 
 
-def build_core(settings: DetectorSettings, manifest: Manifest) -> DetectorCore:
+def build_decider(settings: DetectorSettings, manifest: Manifest) -> BatchDecider:
     """The pure core for a bundle, with the service's settings."""
     return make_core(
         manifest,
@@ -92,7 +91,7 @@ class _InFlight:
 class _Scoring:
     """A prepared batch whose model call runs on the scorer thread."""
 
-    future: Future[tuple[ScoreArrays, float]]  # (scores, seconds the call took)
+    future: Future[tuple[BatchScores, float]]  # (scores, seconds the call took)
     prepared: Prepared
     records: list[InputRecord]
     started: float  # perf_counter when its processing began
@@ -105,7 +104,7 @@ def _now_ms() -> int:
 class DetectorService:
     """One detector instance: owns the Kafka clients, the core and the metrics."""
 
-    def __init__(self, settings: DetectorSettings, scorer: Scorer, core: DetectorCore) -> None:
+    def __init__(self, settings: DetectorSettings, scorer: Scorer, core: BatchDecider) -> None:
         self.settings = settings
         self.scorer = scorer
         self.core = core
@@ -122,7 +121,7 @@ class DetectorService:
         # Committed since start: the stop log line reports these.
         self.totals = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
         m = core.manifest
-        self._empty = ScoreResult.empty(m.window_size, m.n_channels)
+        self._empty = BatchScores.empty(m.window_size, m.n_channels)
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher")
         self._inflight: _InFlight | None = None
         # TensorFlow releases the GIL while the model runs, so a batch is scored on this
@@ -158,7 +157,7 @@ class DetectorService:
             batch_sizes=sizes,  # compiled now; larger ones when they first occur
             seconds=round(time.monotonic() - started, 2),
         )
-        return cls(settings, loaded, build_core(settings, loaded.manifest))
+        return cls(settings, loaded, build_decider(settings, loaded.manifest))
 
     # -- partitions -----------------------------------------------------------------------
 
@@ -364,7 +363,7 @@ class DetectorService:
             topic=self.settings.topics.windows,
         )
 
-    def _score(self, prepared: Prepared) -> tuple[ScoreArrays, float]:
+    def _score(self, prepared: Prepared) -> tuple[BatchScores, float]:
         """On the scorer thread: the batch's one model call, and how long it took."""
         if not prepared.windows:
             return self._empty, 0.0
@@ -409,12 +408,12 @@ class DetectorService:
         these partitions (None: all), in a transaction of its own; every decided batch must
         be committed first. False as :meth:`_settle`."""
         unsaved = self.core.unsaved_state(partitions)
-        if not unsaved.threshold_changes:
+        if not unsaved.threshold_states_due:
             return True
         self._inflight = _InFlight(self._submit(unsaved, [], []), None, unsaved, 0)
         ok = self._settle(recover=recover)
         if ok:
-            log.info("state_written", sources=len(unsaved.threshold_changes))
+            log.info("state_written", sources=len(unsaved.threshold_states_due))
         return ok
 
     def _submit(

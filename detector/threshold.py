@@ -5,7 +5,7 @@ normal scores and the threshold derived from it; a global fallback computed once
 bundle's reference errors serves sources that have not yet seen ``min_samples`` normal windows.
 Pure: numpy, pydantic and orjson; time comes in as ``now_ms``. The settings and value types
 (:class:`ThresholdConfig`, :class:`ThresholdInfo`, :class:`SourceStats`) live in
-:mod:`detector.threshold_config`, the per-source state and its snapshot format in
+:mod:`detector.threshold_types`, the per-source state and its snapshot format in
 :mod:`detector.threshold_state`; this module re-exports their public names.
 
 Methods (``ThresholdConfig.method``):
@@ -13,7 +13,7 @@ Methods (``ThresholdConfig.method``):
 * ``static``: the bundle's recommended threshold, never recalibrated.
 * ``quantile``: the ``1 - target_far`` quantile of the source's normal scores, read off the
   window when it can be, otherwise off an exponential tail fitted above the window's top
-  ``tail_fraction`` (:func:`detector.spot.estimate_threshold`).
+  ``tail_fraction`` (:func:`detector.tails.estimate_threshold`).
 * ``spot``: peaks over threshold with a generalised Pareto tail (SPOT), which extrapolates to
   rates a window cannot resolve empirically (1e-3, 1e-4).
 
@@ -29,7 +29,7 @@ What enters the window (``update``), and why:
   more, and the threshold would walk down without end (``test_threshold_calibration.py`` shows
   it); keeping its score would let anomalies just above the bar raise it, then catch more of
   them (measured: 5% anomalies at 1-3x the bar ran it away to 2.5x). The count keeps the rate
-  right; the contamination guard of :func:`~detector.spot.estimate_threshold` stops anomalies
+  right; the contamination guard of :func:`~detector.tails.estimate_threshold` stops anomalies
   that inflate the count from raising the bar, because the tail it then relies on is fitted to
   unflagged scores only (and calibrated once on the bundle's reference, :func:`guard_bias`).
 
@@ -98,14 +98,13 @@ from detector.adaptive import AdaptiveLevel, adaptive_value, log_level, referenc
 from detector.drift import change_point, drift_test, rank_shift_z
 from detector.errors import ConfigError
 from detector.events import DriftDetected, Event, RetrainRecommended, ThresholdRecalibrated
-from detector.spot import (
+from detector.tails import (
     TailEstimate,
     empirical_quantile,
     estimate_threshold,
     guard_bias,
     spot_quantile,
 )
-from detector.threshold_config import SourceStats, ThresholdConfig, ThresholdInfo
 from detector.threshold_state import (
     SNAPSHOT_VERSION,
     SourceState,
@@ -113,6 +112,7 @@ from detector.threshold_state import (
     decode_snapshot,
     encode_snapshot,
 )
+from detector.threshold_types import SourceStats, ThresholdConfig, ThresholdInfo
 
 __all__ = [
     "SNAPSHOT_VERSION",

@@ -21,7 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detector.errors import DetectorError
-from detector.threshold_config import SourceStats, ThresholdInfo
+from detector.threshold_types import SourceStats, ThresholdInfo
 
 __all__ = [
     "SNAPSHOT_VERSION",

@@ -37,12 +37,12 @@ from detector.errors import DetectorError
 from detector.kafka_config import parse_extra_options
 from detector.log import configure_logging
 from producer.anomalies import StreamKind
-from producer.drift import DRIFT_KINDS, DRIFT_TARGETS, DriftScenario
 from producer.errors import ProducerInputError
 from producer.filesink import FILE_SUFFIXES, synthetic_event_times, write_file
 from producer.kafka_io import WindowProducer
 from producer.pacing import Pacer
 from producer.replay import REPLAY_FORMATS, read_windows, replay_batches
+from producer.scenarios import DRIFT_KINDS, DRIFT_TARGETS, DriftScenario
 from producer.settings import ProducerSettings
 from producer.simulate import make_batches
 from producer.stream import StreamReport, stream_to_kafka

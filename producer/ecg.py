@@ -15,7 +15,7 @@ tall QRS, inverted T), ``st_elevation`` / ``st_depression`` (a raised or lowered
 
 Examples:
     >>> import numpy as np
-    >>> from producer.drift import DriftScenario
+    >>> from producer.scenarios import DriftScenario
     >>> gen = EcgGenerator(n_sources=2, window=140, rng=np.random.default_rng(0))
     >>> types = np.full((2, 3), "none")
     >>> no_drift = DriftScenario().effect(np.zeros((2, 3), dtype=np.int64))
@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from producer.drift import DriftEffect
 from producer.generator import WindowGenerator
+from producer.scenarios import DriftEffect
 
 __all__ = ["ECG_WINDOW", "R_FRACTION", "EcgGenerator"]
 

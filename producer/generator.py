@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import numpy.typing as npt
 
-from producer.drift import DriftEffect
+from producer.scenarios import DriftEffect
 
 __all__ = ["WindowGenerator"]
 

@@ -17,7 +17,7 @@ window by :func:`producer.anomalies.apply_sensor_anomaly`.
 
 Examples:
     >>> import numpy as np
-    >>> from producer.drift import DriftScenario
+    >>> from producer.scenarios import DriftScenario
     >>> gen = SensorGenerator(n_sources=1, window=32, channels=3, rng=np.random.default_rng(0))
     >>> no_drift = DriftScenario().effect(np.zeros((1, 4), dtype=np.int64))
     >>> gen.generate(np.random.default_rng(1), np.full((1, 4), "none"), no_drift).shape
@@ -30,8 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from producer.anomalies import apply_sensor_anomaly
-from producer.drift import DriftEffect
 from producer.generator import WindowGenerator
+from producer.scenarios import DriftEffect
 
 __all__ = ["SensorGenerator"]
 

@@ -24,10 +24,10 @@ from typing import TypedDict, Unpack
 import numpy as np
 
 from producer.anomalies import StreamKind, choose_anomalies, validate_anomaly_types
-from producer.drift import DriftScenario
 from producer.ecg import ECG_WINDOW, EcgGenerator
 from producer.errors import ProducerInputError
 from producer.generator import WindowGenerator
+from producer.scenarios import DriftScenario
 from producer.sensors import SensorGenerator
 from producer.windows import NO_ANOMALY, LabeledWindow, WindowBatch, concat_batches
 

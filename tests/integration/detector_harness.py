@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from detector.bundle import Manifest
 from detector.core import Scorer
-from detector.service import DetectorService, build_core
+from detector.service import DetectorService, build_decider
 from detector.settings import DetectorSettings
 from tests.kafka_helpers import unique_name, wait_until
 
@@ -48,7 +48,7 @@ def settings_for(bootstrap: str, **overrides: Any) -> DetectorSettings:
 def build_service(
     settings: DetectorSettings, manifest: Manifest, scorer: Scorer
 ) -> DetectorService:
-    return DetectorService(settings, scorer, build_core(settings, manifest))
+    return DetectorService(settings, scorer, build_decider(settings, manifest))
 
 
 @contextlib.contextmanager
@@ -150,7 +150,7 @@ def offline_alert_ids(
     partition (what a detector gives the same records whatever stopped it)."""
     from detector.bundle import read_manifest
     from detector.core import InputRecord
-    from detector.core import build_core as make_core
+    from detector.core import build_decider as make_core
     from detector.model import load_bundle
     from detector.settings import DetectorSettings
     from tests.kafka_helpers import consume_records

@@ -196,7 +196,7 @@ def test_streamed_alerts_and_events_are_the_backtests(
     streamed_events = [parse_event(m.value() or b"") for m in event_msgs]
     assert Counter(e.type for e in streamed_events) == Counter(e.type for e in events)
     assert Counter(e.type for e in events) == Counter(summary["events"])
-    assert summary["threshold_changes"] == summary["events"]["threshold_recalibrated"]
+    assert summary["threshold_states_due"] == summary["events"]["threshold_recalibrated"]
     assert "shift_accepted" in summary["events"]
     assert [(e.type, e.source_id, e.at_ms) for e in streamed_events] == [
         (e.type, e.source_id, e.at_ms) for e in events

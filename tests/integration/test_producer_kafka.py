@@ -28,9 +28,9 @@ from detector.messages import (
     decode_window,
 )
 from producer.__main__ import main
-from producer.drift import DriftScenario
 from producer.errors import DeliveryError
 from producer.kafka_io import WindowProducer
+from producer.scenarios import DriftScenario
 from producer.simulate import make_arrays
 from tests.kafka_helpers import consume_records, unique_name, wait_until
 

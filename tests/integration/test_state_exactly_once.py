@@ -103,9 +103,9 @@ class _Offline:
     def run(self, inputs: list[Any], upto: dict[int, int] | None = None) -> Any:
         """The core after every input (or those below ``upto[partition]``), and its outputs."""
         from detector.backtest import replay_records
-        from detector.core import InputRecord, build_core
+        from detector.core import InputRecord, build_decider
 
-        core = build_core(self.manifest, self.settings.threshold, self.settings.lifecycle)
+        core = build_decider(self.manifest, self.settings.threshold, self.settings.lifecycle)
         alerts: list[Alert] = []
         events: list[bytes] = []
         for part in (0, 1):
@@ -154,8 +154,8 @@ def _assert_state_is_the_committed_offsets_state(
     upto = _committed(bootstrap, f"{tag}-group", f"{tag}-windows")
     core, _alerts, _events = offline.run(inputs, upto)
     every = Decisions(
-        episode_changes={s: 0 for s in core.bank.sources() if core.tracker.is_open(s)},
-        threshold_changes=dict.fromkeys(core.bank.sources(), 0),
+        episode_states_due={s: 0 for s in core.bank.sources() if core.tracker.is_open(s)},
+        threshold_states_due=dict.fromkeys(core.bank.sources(), 0),
     )
     expected = {key: value for key, _p, value in core.state_records(every)}
     got = _state_topic(bootstrap, f"{tag}-state")

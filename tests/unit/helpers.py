@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -14,7 +13,7 @@ from detector.bundle import (
     ReferenceErrors,
     ThresholdRecommendation,
 )
-from detector.core import InputRecord
+from detector.core import BatchScores, InputRecord
 from detector.messages import encode_binary, encode_json
 
 
@@ -40,21 +39,14 @@ def make_manifest(window: int = 8, channels: int = 1, threshold: float = 1.0) ->
     )
 
 
-@dataclass(frozen=True)
-class Scores:
-    scores: npt.NDArray[np.float32]
-    step_errors: npt.NDArray[np.float32]
-    channel_errors: npt.NDArray[np.float32]
-
-
 class MeanScorer:
     """Score = mean of the raw values; contributions = the values themselves."""
 
     calls = 0
 
-    def score(self, batch: npt.NDArray[np.float32]) -> Scores:
+    def score(self, batch: npt.NDArray[np.float32]) -> BatchScores:
         self.calls += 1
-        return Scores(
+        return BatchScores(
             batch.mean(axis=(1, 2)).astype(np.float32),
             batch.mean(axis=2).astype(np.float32),
             batch.mean(axis=1).astype(np.float32),

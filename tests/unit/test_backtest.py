@@ -27,7 +27,7 @@ from detector.backtest import (
     window_records,
     write_outputs,
 )
-from detector.core import InputRecord, build_core
+from detector.core import InputRecord, build_decider
 from detector.events import ShiftAccepted, ThresholdRecalibrated, parse_event
 from detector.messages import decode_window
 from detector.settings import LifecycleSettings
@@ -159,7 +159,7 @@ def test_summary_separates_warm_up_and_counts_rates_episodes_and_detection_times
     assert (s["anomaly_spans"], s["spans_detected"]) == (2, 2)
     assert s["median_windows_to_detect"] == pytest.approx(0.5)
     assert s["median_ms_to_detect"] == pytest.approx(500.0)
-    assert s["threshold_changes"] == 2
+    assert s["threshold_states_due"] == 2
     assert s["events"] == {"threshold_recalibrated": 2, "shift_accepted": 1}
     assert s["alerts"] == {"opened": 4, "ongoing": 1, "resolved": 3}
     assert s["dead_letters"] == {"undecodable": 1}
@@ -357,7 +357,7 @@ def test_replay_records_decides_each_window_and_skips_dead_letters() -> None:
     bad = InputRecord("backtest", 0, 99, b"s", b"{not json", None, 0)
     records.insert(4, bad)  # between the last anomalous window and the normal ones
     records = [r._replace(offset=i) for i, r in enumerate(records)]  # as on a topic
-    core = build_core(
+    core = build_decider(
         make_manifest(),
         ThresholdConfig(method="static"),
         LifecycleSettings(resolve_after_windows=3),
@@ -393,10 +393,10 @@ def test_replay_records_decides_as_the_service_does_in_batches() -> None:
     config = ThresholdConfig()
     assert config.method == "adaptive"
     run = replay_records(
-        build_core(make_manifest(), config, lifecycle), MeanScorer().score, records
+        build_decider(make_manifest(), config, lifecycle), MeanScorer().score, records
     )
 
-    service_core = build_core(make_manifest(), config, lifecycle)
+    service_core = build_decider(make_manifest(), config, lifecycle)
     scorer = MeanScorer()
     alerts: list[Alert] = []
     events = []

@@ -6,7 +6,7 @@ import numpy as np
 
 from bench.config import detector_settings
 from bench.offline import replay
-from detector.core import DetectorCore
+from detector.core import BatchDecider
 from detector.threshold import ThresholdBank
 from tests.unit.helpers import MeanScorer, make_manifest, record
 
@@ -32,7 +32,7 @@ def test_replay_alerts_equal_a_whole_batch_decision() -> None:
     settings = detector_settings("127.0.0.1:9", ".", "windows", "t", threshold={"method": "static"})
     out = replay(settings, MeanScorer(), manifest, records)
     bank = ThresholdBank(settings.threshold, manifest.reference_errors.sample, 1.0)
-    core = DetectorCore(manifest, bank, settings.lifecycle)
+    core = BatchDecider(manifest, bank, settings.lifecycle)
     prepared = core.prepare(records)
     decided = core.decide(prepared, MeanScorer().score(prepared.batch), 0)
     opened = {a.alert_id for a in decided.alerts if a.state.value == "opened"}

@@ -7,24 +7,24 @@ import orjson
 import pytest
 
 from detector.alerts import AlertState
-from detector.core import DetectorCore, InputRecord
+from detector.core import BatchDecider, InputRecord
 from detector.messages import H_CONTENT_TYPE, DecodedWindow, Headers, encode_binary
 from detector.settings import LifecycleSettings
 from detector.threshold import ThresholdBank, ThresholdConfig
 from tests.unit.helpers import MeanScorer, make_manifest, record
 
 
-def _core(method: str = "static", **lifecycle: float) -> DetectorCore:
+def _core(method: str = "static", **lifecycle: float) -> BatchDecider:
     manifest = make_manifest()
     bank = ThresholdBank(
         ThresholdConfig(method=method),  # type: ignore[arg-type]
         manifest.reference_errors.sample,
         manifest.threshold.value,
     )
-    return DetectorCore(manifest, bank, LifecycleSettings(**lifecycle), max_message_bytes=4096)
+    return BatchDecider(manifest, bank, LifecycleSettings(**lifecycle), max_message_bytes=4096)
 
 
-def _run(core: DetectorCore, records: list[InputRecord], now_ms: int = 10**12):
+def _run(core: BatchDecider, records: list[InputRecord], now_ms: int = 10**12):
     prepared = core.prepare(records)
     return prepared, core.decide(prepared, MeanScorer().score(prepared.batch), now_ms)
 
@@ -95,7 +95,7 @@ def test_same_records_give_the_same_alerts_whatever_the_batching() -> None:
     assert len({a.alert_id for a in whole.alerts}) == len(whole.alerts)
 
 
-def _restore_all(core: DetectorCore, records: list[tuple[str, int, bytes | None]]) -> None:
+def _restore_all(core: BatchDecider, records: list[tuple[str, int, bytes | None]]) -> None:
     latest = {key: value for key, _p, value in records}  # what compaction keeps
     for key, value in latest.items():
         if value is not None:
@@ -198,7 +198,7 @@ def test_out_of_range_times_strings_and_long_ids_are_dead_letters_not_crashes() 
         13: "non_numeric",
         14: "bad_source_id",
     }
-    decisions.threshold_changes["s1"] = 0
+    decisions.threshold_states_due["s1"] = 0
     assert core.state_records(decisions)  # encodes: no out-of-range integer reached the state
 
 

@@ -16,7 +16,6 @@ Profiles (tests/conftest.py): ``ci`` (default, a few seconds) runs in every test
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -24,7 +23,7 @@ import numpy.typing as npt
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from detector.core import Decisions, DetectorCore, InputRecord
+from detector.core import BatchDecider, BatchScores, Decisions, InputRecord
 from detector.dead_letters import DEFAULT_MESSAGE_MAX_BYTES, dead_letter_record, record_size
 from detector.messages import (
     CONTENT_TYPE_F32,
@@ -217,31 +216,24 @@ records = st.lists(
 # -- the core -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LevelScores:
-    scores: npt.NDArray[np.float32]
-    step_errors: npt.NDArray[np.float32]
-    channel_errors: npt.NDArray[np.float32]
-
-
-def level_scorer(batch: npt.NDArray[np.float32]) -> LevelScores:
+def level_scorer(batch: npt.NDArray[np.float32]) -> BatchScores:
     """A plain function for a model: the mean absolute sample (finite for finite input)."""
     magnitude = np.abs(batch.astype(np.float64))
-    return LevelScores(
+    return BatchScores(
         magnitude.mean(axis=(1, 2)).astype(np.float32),
         magnitude.mean(axis=2).astype(np.float32),
         magnitude.mean(axis=1).astype(np.float32),
     )
 
 
-def _core(method: str) -> DetectorCore:
+def _core(method: str) -> BatchDecider:
     manifest = make_manifest(window=WINDOW)
     bank = ThresholdBank(
         ThresholdConfig(method=method, **SMALL),  # type: ignore[arg-type]
         manifest.reference_errors.sample,
         manifest.threshold.value,
     )
-    return DetectorCore(
+    return BatchDecider(
         manifest,
         bank,
         LifecycleSettings(resolve_after_windows=2),
@@ -250,15 +242,15 @@ def _core(method: str) -> DetectorCore:
     )
 
 
-def _all_state(core: DetectorCore) -> list[tuple[str, int, bytes | None]]:
+def _all_state(core: BatchDecider) -> list[tuple[str, int, bytes | None]]:
     sources = core.bank.sources()
     everything = Decisions(
-        episode_changes=dict.fromkeys(sources, 0), threshold_changes=dict.fromkeys(sources, 0)
+        episode_states_due=dict.fromkeys(sources, 0), threshold_states_due=dict.fromkeys(sources, 0)
     )
     return core.state_records(everything)
 
 
-def _warm_up(core: DetectorCore, per_source: int) -> int:
+def _warm_up(core: BatchDecider, per_source: int) -> int:
     """Feed normal windows so that sources hold their own thresholds; returns the offsets used."""
     inputs = []
     for i in range(3 * per_source):

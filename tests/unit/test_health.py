@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from detector.broker_watch import BrokerWatch
 from detector.health import HealthSettings, HealthTracker
 from detector.metrics import DetectorMetrics, HealthServer
-from detector.service import DetectorService, build_core
+from detector.service import DetectorService, build_decider
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 from tests.unit.test_service_pipeline import ScriptedKafka
@@ -408,7 +408,7 @@ def _service(**extra: Any) -> DetectorService:
         metrics_port=None,
         **extra,
     )
-    return DetectorService(s, MeanScorer(), build_core(s, make_manifest()))
+    return DetectorService(s, MeanScorer(), build_decider(s, make_manifest()))
 
 
 def test_the_service_reports_reads_and_commits_and_is_not_ready_once_stopped() -> None:

@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from detector.core import InputRecord
 from detector.errors import KafkaUnavailableError
 from detector.kafka_io import KafkaIO, PublishError
-from detector.service import DetectorService, build_core
+from detector.service import DetectorService, build_decider
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 from tests.unit.kafka_fakes import FakeBroker, FakeConsumer, FakeProducer, kafka_error
@@ -207,7 +207,7 @@ def _service(**settings: object) -> DetectorService:
         metrics_port=None,
         **settings,  # type: ignore[arg-type]
     )
-    return DetectorService(s, MeanScorer(), build_core(s, make_manifest()))
+    return DetectorService(s, MeanScorer(), build_decider(s, make_manifest()))
 
 
 def _run(kafka: ScriptedKafka) -> DetectorService:

@@ -23,7 +23,8 @@ from detector.bundle import (
     write_checksums,
 )
 from detector.errors import BundleChecksumError, BundleError, BundleSchemaError
-from detector.model import Scorer, ScoreResult, score_reconstruction, smooth_steps
+from detector.model import score_reconstruction, smooth_steps
+from detector.scores import BatchScores, Scorer
 
 T, C = 12, 2
 
@@ -132,7 +133,7 @@ def test_empty_batch_and_wrong_shape(tmp_path: Path) -> None:
 def test_a_loaded_model_is_a_scorer(tmp_path: Path) -> None:
     from detector.model import load_bundle
 
-    def first_scores(scorer: Scorer, batch: np.ndarray) -> ScoreResult:
+    def first_scores(scorer: Scorer, batch: np.ndarray) -> BatchScores:
         return scorer.score(batch)
 
     loaded = load_bundle(_bundle(tmp_path))

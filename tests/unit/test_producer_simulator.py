@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from producer.anomalies import ECG_ANOMALIES, SENSOR_ANOMALIES
-from producer.drift import DriftScenario
 from producer.ecg import R_FRACTION
 from producer.errors import ProducerInputError
+from producer.scenarios import DriftScenario
 from producer.simulate import make_arrays, make_batches, make_stream
 
 

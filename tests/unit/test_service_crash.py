@@ -9,7 +9,7 @@ import pytest
 import structlog
 
 from detector.core import InputRecord
-from detector.service import DetectorService, build_core
+from detector.service import DetectorService, build_decider
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 from tests.unit.test_service_pipeline import ScriptedKafka
@@ -34,7 +34,7 @@ def _service() -> DetectorService:
         max_wait_s=0.001,
         metrics_port=None,
     )
-    return DetectorService(s, MeanScorer(), build_core(s, make_manifest()))
+    return DetectorService(s, MeanScorer(), build_decider(s, make_manifest()))
 
 
 def test_a_crash_logs_an_error_with_the_cause_and_no_clean_stop() -> None:

@@ -13,7 +13,7 @@ import pytest
 import structlog
 
 from detector.core import InputRecord
-from detector.service import DetectorService, build_core
+from detector.service import DetectorService, build_decider
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 from tests.unit.test_service_pipeline import ScriptedKafka
@@ -32,7 +32,7 @@ def _service(**settings: object) -> DetectorService:
         max_wait_s=0.001,
         **settings,  # type: ignore[arg-type]
     )
-    return DetectorService(s, MeanScorer(), build_core(s, make_manifest()))
+    return DetectorService(s, MeanScorer(), build_decider(s, make_manifest()))
 
 
 class SlowAssignment(ScriptedKafka):

@@ -21,7 +21,7 @@ from confluent_kafka import TopicPartition
 
 from detector.core import DeadLetter, Decisions, InputRecord
 from detector.kafka_io import PublishError, offsets_after
-from detector.service import DetectorService, _InFlight, build_core
+from detector.service import DetectorService, _InFlight, build_decider
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 
@@ -130,7 +130,7 @@ def _run(
     )
     records = [record(i, level) for i, level in enumerate(_levels())]
     kafka = kafka_type(records, fail_publish)
-    service = DetectorService(settings, MeanScorer(), build_core(settings, manifest))
+    service = DetectorService(settings, MeanScorer(), build_decider(settings, manifest))
     service.io = kafka  # type: ignore[assignment]
     service._stop.wait = lambda _s: False  # type: ignore[method-assign]  # no back-off here
     service._on_assign([0])
@@ -232,7 +232,7 @@ def test_batch_time_runs_to_the_commit_not_to_when_the_loop_takes_it_in() -> Non
     still end when the publisher thread committed it."""
     manifest = make_manifest()
     settings = DetectorSettings(_env_file=None, bundle="unused")  # type: ignore[call-arg]
-    service = DetectorService(settings, MeanScorer(), build_core(settings, manifest))
+    service = DetectorService(settings, MeanScorer(), build_decider(settings, manifest))
     prepared = service.core.prepare([record(0, 0.1)])
     done: Future[tuple[float, float]] = Future()
     done.set_result((0.05, 100.25))

@@ -20,7 +20,7 @@ import threading
 import orjson
 import pytest
 
-from detector.service import DetectorService, build_core
+from detector.service import DetectorService, build_decider
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 from tests.unit.kafka_fakes import FakeBroker, FakeConsumer, FakeProducer, ScriptedIO, kafka_error
@@ -51,7 +51,7 @@ def _run(
         max_batch=8,  # batches of 3: no backlog, each batch commits while the next is read
         metrics_port=None,
     )
-    service = DetectorService(settings, MeanScorer(), build_core(settings, make_manifest()))
+    service = DetectorService(settings, MeanScorer(), build_decider(settings, make_manifest()))
     broker = FakeBroker()
     records = [record(i, level) for i, level in enumerate(LEVELS)]
     consumer = FakeConsumer(broker, records, batch=3, fatal_after=2 if fenced else None)

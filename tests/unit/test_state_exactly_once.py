@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from detector.core import DetectorCore, InputRecord, build_core
+from detector.core import BatchDecider, InputRecord, build_decider
 from detector.events import encode_event
 from detector.settings import LifecycleSettings
 from detector.threshold import ThresholdConfig
@@ -72,8 +72,8 @@ def _batches(records: list[InputRecord]) -> list[list[InputRecord]]:
     return out
 
 
-def _core(method: str, state_interval_ms: int = 0) -> DetectorCore:
-    return build_core(
+def _core(method: str, state_interval_ms: int = 0) -> BatchDecider:
+    return build_decider(
         make_manifest(),
         ThresholdConfig(**THRESHOLDS[method]),
         LIFECYCLE,
@@ -81,7 +81,7 @@ def _core(method: str, state_interval_ms: int = 0) -> DetectorCore:
     )
 
 
-def _step(core: DetectorCore, batch: list[InputRecord], now_ms: int) -> tuple[Output, list[Any]]:
+def _step(core: BatchDecider, batch: list[InputRecord], now_ms: int) -> tuple[Output, list[Any]]:
     """One batch as the service runs it: decide, then serialise its outputs and state."""
     prepared = core.prepare(batch)
     d = core.decide(prepared, MeanScorer().score(prepared.batch), now_ms)
@@ -100,7 +100,7 @@ def _compact(state: list[tuple[str, int, bytes | None]]) -> dict[str, tuple[int,
     return latest
 
 
-def _final(core: DetectorCore) -> dict[str, Any]:
+def _final(core: BatchDecider) -> dict[str, Any]:
     """Everything a later decision or alert id depends on, serialised."""
     return {
         "thresholds": {s: core.bank.snapshot(s) for s in core.bank.sources()},
@@ -152,12 +152,12 @@ def test_a_restart_at_any_batch_boundary_reproduces_the_uninterrupted_run(method
         assert _final(restarted) == expected_final
 
 
-def _all_changes(core: DetectorCore):
+def _all_changes(core: BatchDecider):
     from detector.core import Decisions
 
     return Decisions(
-        episode_changes={s: 0 for s in SOURCES if core.tracker.is_open(s)},
-        threshold_changes=dict.fromkeys(core.bank.sources(), 0),
+        episode_states_due={s: 0 for s in SOURCES if core.tracker.is_open(s)},
+        threshold_states_due=dict.fromkeys(core.bank.sources(), 0),
     )
 
 
@@ -169,7 +169,7 @@ def test_every_touched_source_is_in_its_batch_records_by_default() -> None:
         assert {key for key, _p, _v in state if key.startswith("threshold/")} == {
             "threshold/" + s for s in touched
         }
-        assert core.unsaved_state().threshold_changes == {}
+        assert core.unsaved_state().threshold_states_due == {}
 
 
 def test_with_an_interval_the_unsaved_state_written_at_a_clean_stop_completes_it() -> None:
@@ -182,9 +182,9 @@ def test_with_an_interval_the_unsaved_state_written_at_a_clean_stop_completes_it
     for k in range(cut):
         written += _step(first, batches[k], 10**12 + 1000 * k)[1]
     unsaved = first.unsaved_state()
-    assert unsaved.threshold_changes, "some sources should hold unwritten state"
+    assert unsaved.threshold_states_due, "some sources should hold unwritten state"
     written += first.state_records(unsaved)  # what a clean stop publishes
-    assert first.unsaved_state().threshold_changes == {}
+    assert first.unsaved_state().threshold_states_due == {}
 
     restarted = _core("quantile", interval_ms)
     for key, (partition, value) in _compact(written).items():
@@ -199,5 +199,5 @@ def test_unsaved_state_of_other_partitions_is_kept_for_later() -> None:
     batch = [record(i, 0.3, source=s, partition=p) for i, (s, p) in enumerate([("x", 0), ("y", 1)])]
     _step(core, batch, 10**12)
     _step(core, batch, 10**12 + 1)  # within the interval: nothing written
-    assert set(core.unsaved_state({1}).threshold_changes) == {"y"}
-    assert set(core.unsaved_state().threshold_changes) == {"x"}
+    assert set(core.unsaved_state({1}).threshold_states_due) == {"y"}
+    assert set(core.unsaved_state().threshold_states_due) == {"x"}

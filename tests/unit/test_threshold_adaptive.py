@@ -1,6 +1,6 @@
 """The adaptive threshold's promise, through the same core the service runs (no Kafka).
 
-Each test streams windows whose MeanScorer score is chosen, through ``build_core`` with the
+Each test streams windows whose MeanScorer score is chosen, through ``build_decider`` with the
 default settings unless it says otherwise, and checks the realised flag rate, the events and
 the alerts. The first two are the failure modes measured on real recordings (issue 13): the
 freeze deadlock and the downward ratchet; both fail with the previous defaults
@@ -14,7 +14,7 @@ import pytest
 
 from detector.adaptive import ReferenceTail, adaptive_value, log_level, reference_tail
 from detector.backtest import BacktestRun, replay_records, window_records
-from detector.core import build_core
+from detector.core import build_decider
 from detector.events import ThresholdRecalibrated
 from detector.settings import LifecycleSettings
 from detector.threshold import ThresholdBank, ThresholdConfig
@@ -32,7 +32,7 @@ def run(
 ) -> BacktestRun:
     """Stream one window per score (one source) through a fresh core."""
     manifest = make_manifest(window=WINDOW)
-    core = build_core(
+    core = build_decider(
         manifest,
         ThresholdConfig.model_validate(threshold or {}),
         LifecycleSettings.model_validate(lifecycle or {}),
