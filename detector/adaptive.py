@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from detector.errors import BundleError
 from detector.events import Event, ThresholdRecalibrated
 from detector.threshold_state import SourceState
 from detector.threshold_types import ThresholdConfig, ThresholdInfo
@@ -135,7 +136,7 @@ def reference_tail(
     """
     logs = _logs(reference)
     if logs.shape[0] == 0:
-        raise ValueError("the bundle holds no reference scores")
+        raise BundleError("the bundle holds no reference scores")
     med, spread = log_level(np.exp(logs))
     if not spread > 0:
         spread = max(float(np.std(logs)), 1e-6)

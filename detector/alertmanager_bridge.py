@@ -45,15 +45,10 @@ from pydantic import (
 )
 
 from detector.alertmanager import AlertMapping, EpisodeBook
-from detector.alertmanager_client import (
-    AlertmanagerClient,
-    AlertmanagerRejectedError,
-    AlertmanagerUnavailableError,
-    alerts_endpoint,
-)
+from detector.alertmanager_client import AlertmanagerClient, alerts_endpoint
 from detector.alertmanager_metrics import BridgeEndpoint, BridgeMetrics
 from detector.alerts import Alert
-from detector.errors import ConfigError
+from detector.errors import AlertmanagerRejectedError, AlertmanagerUnavailableError, ConfigError
 from detector.kafka_config import KafkaSettings, new_client
 from detector.log import LIBRDKAFKA_LOG
 

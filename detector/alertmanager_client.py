@@ -24,30 +24,19 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from detector.errors import ConfigError, DetectorError
+from detector.errors import (
+    AlertmanagerRejectedError,
+    AlertmanagerUnavailableError,
+    ConfigError,
+)
 
 __all__ = [
     "AlertmanagerClient",
-    "AlertmanagerError",
-    "AlertmanagerRejectedError",
-    "AlertmanagerUnavailableError",
     "alerts_endpoint",
 ]
 
 _API_PATH = "/api/v2/alerts"
 _MAX_PER_REQUEST = 500
-
-
-class AlertmanagerError(DetectorError):
-    """A post to Alertmanager did not go through."""
-
-
-class AlertmanagerUnavailableError(AlertmanagerError):
-    """No Alertmanager took the alerts, and a later attempt may succeed."""
-
-
-class AlertmanagerRejectedError(AlertmanagerError):
-    """Alertmanager answered 400 or 422: it refuses these alerts as they are."""
 
 
 def alerts_endpoint(url: str) -> str:

@@ -1,6 +1,7 @@
 """Errors raised by the detector and shared by the other packages.
 
-The tree::
+The tree (every error the project raises on purpose; ``producer`` and ``training`` add their
+own branches in ``producer/errors.py`` and ``training/errors.py``)::
 
     DetectorError
     ├── ConfigError            settings that cannot work (bad value, missing file)
@@ -9,11 +10,21 @@ The tree::
     │   └── BundleSchemaError      manifest missing, unreadable or of another schema version
     ├── DecodeError            one input record that cannot be scored (-> dead-letter topic)
     ├── DataFileError          a data file (CSV, ECG5000 layout, NPZ) that cannot be read
-    ├── ThresholdStateError    a threshold snapshot that cannot be restored (threshold_state)
-    └── KafkaUnavailableError  the broker could not be reached within the start-up budget
+    ├── ThresholdStateError    a threshold snapshot that cannot be restored
+    ├── KafkaUnavailableError  the broker could not be reached within the start-up budget
+    ├── PublishError           a batch's transaction failed (``retriable`` says if a retry may work)
+    ├── AlertmanagerError      a post to Alertmanager did not go through
+    │   ├── AlertmanagerUnavailableError   none answered; a later attempt may succeed
+    │   └── AlertmanagerRejectedError      400/422: it refuses these alerts as they are
+    ├── ProducerError          (producer) ── ProducerInputError, DeliveryError
+    └── TrainingError          (training) ── DataError, DownloadError
 
 Library errors (confluent_kafka, keras, pydantic) are translated at the edge with
-``raise ... from exc`` so that callers handle one family.
+``raise ... from exc`` so that callers handle one family. Two kinds of ``ValueError`` remain,
+as Python has them: a caller breaking a function's documented contract (an empty sample, a
+level outside [0, 1], a batch of the wrong shape), which is a bug and not an input problem;
+and pydantic validators, whose ``ValueError`` pydantic wraps into a ``ValidationError`` that
+the CLIs turn into one line (``config_errors.describe_settings_error``).
 """
 
 from __future__ import annotations
@@ -21,6 +32,9 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "AlertmanagerError",
+    "AlertmanagerRejectedError",
+    "AlertmanagerUnavailableError",
     "BundleChecksumError",
     "BundleError",
     "BundleSchemaError",
@@ -29,6 +43,8 @@ __all__ = [
     "DecodeError",
     "DetectorError",
     "KafkaUnavailableError",
+    "PublishError",
+    "ThresholdStateError",
 ]
 
 
@@ -95,3 +111,27 @@ class DataFileError(DetectorError):
 
 class KafkaUnavailableError(DetectorError):
     """The Kafka cluster could not be reached within the configured time."""
+
+
+class ThresholdStateError(DetectorError):
+    """A threshold snapshot that cannot be restored (corrupt, another version or model)."""
+
+
+class PublishError(DetectorError):
+    """A batch could not be published; ``retriable`` says whether a retry may succeed."""
+
+    def __init__(self, message: str, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class AlertmanagerError(DetectorError):
+    """A post to Alertmanager did not go through."""
+
+
+class AlertmanagerUnavailableError(AlertmanagerError):
+    """No Alertmanager took the alerts, and a later attempt may succeed."""
+
+
+class AlertmanagerRejectedError(AlertmanagerError):
+    """Alertmanager answered 400 or 422: it refuses these alerts as they are."""

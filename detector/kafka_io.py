@@ -48,7 +48,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.core import DeadLetter, InputRecord
 from detector.dead_letters import DEFAULT_MESSAGE_MAX_BYTES, DLQ_HEADERS, dead_letter_record
-from detector.errors import KafkaUnavailableError
+from detector.errors import KafkaUnavailableError, PublishError
 from detector.kafka_config import new_client
 from detector.log import LIBRDKAFKA_LOG
 from detector.retry import Backoff
@@ -58,7 +58,6 @@ __all__ = [
     "DLQ_HEADERS",
     "TXN_RETRY_BACKOFF",
     "KafkaIO",
-    "PublishError",
     "offsets_after",
     "read_committed_to_end",
 ]
@@ -71,14 +70,6 @@ NO_GROUP_METADATA = object()
 STATE_SEGMENT_BYTES = 16 << 20  # the state topic's segments (see ensure_topics)
 # The transactional producer's retry backoff (see KafkaIO.producer for why).
 TXN_RETRY_BACKOFF = {"retry.backoff.ms": 5, "retry.backoff.max.ms": 20}
-
-
-class PublishError(Exception):
-    """A batch could not be published; ``retriable`` says whether a retry may succeed."""
-
-    def __init__(self, message: str, retriable: bool) -> None:
-        super().__init__(message)
-        self.retriable = retriable
 
 
 def _error_of(exc: KafkaException) -> KafkaError:

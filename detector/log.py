@@ -12,6 +12,8 @@ from typing import Literal
 
 import structlog
 
+from detector.errors import ConfigError
+
 __all__ = ["LIBRDKAFKA_LOG", "LibrdkafkaLog", "LogFormat", "configure_logging"]
 
 LogFormat = Literal["auto", "json", "console"]
@@ -26,7 +28,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {level!r}")
+        raise ConfigError(f"unknown log level {level!r}")
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=True)

@@ -45,10 +45,10 @@ from detector.core import (
 )
 from detector.core import build_decider as make_core
 from detector.dead_letter_watch import DeadLetterWatch
-from detector.errors import KafkaUnavailableError
+from detector.errors import KafkaUnavailableError, PublishError
 from detector.events import encode_event
 from detector.health import HealthTracker
-from detector.kafka_io import KafkaIO, PublishError, offsets_after
+from detector.kafka_io import KafkaIO, offsets_after
 from detector.metrics import DetectorMetrics, HealthServer
 from detector.retry import Backoff
 from detector.settings import DetectorSettings

@@ -108,7 +108,6 @@ from detector.tails import (
 from detector.threshold_state import (
     SNAPSHOT_VERSION,
     SourceState,
-    ThresholdStateError,
     decode_snapshot,
     encode_snapshot,
 )
@@ -120,7 +119,6 @@ __all__ = [
     "ThresholdBank",
     "ThresholdConfig",
     "ThresholdInfo",
-    "ThresholdStateError",
 ]
 
 _MIN_KEEP_AFTER_DRIFT = 100

@@ -20,13 +20,12 @@ import numpy.typing as npt
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from detector.errors import DetectorError
+from detector.errors import ThresholdStateError
 from detector.threshold_types import SourceStats, ThresholdInfo
 
 __all__ = [
     "SNAPSHOT_VERSION",
     "SourceState",
-    "ThresholdStateError",
     "decode_snapshot",
     "encode_snapshot",
 ]
@@ -34,10 +33,6 @@ __all__ = [
 SNAPSHOT_VERSION = 2  # 2: the adaptive method's margin, counts and held-back scores
 _MAGIC = b"THRS"
 _PREFIX = struct.Struct("<4sBI")  # magic, version, header length
-
-
-class ThresholdStateError(DetectorError):
-    """A threshold snapshot that cannot be restored (corrupt, another version or model)."""
 
 
 class SourceState:

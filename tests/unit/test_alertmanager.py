@@ -17,12 +17,7 @@ import pytest
 
 from detector.alertmanager import AlertMapping, EpisodeBook, am_alert, episode_labels, rfc3339
 from detector.alertmanager_bridge import AlertmanagerBridge, BridgeSettings
-from detector.alertmanager_client import (
-    AlertmanagerClient,
-    AlertmanagerRejectedError,
-    AlertmanagerUnavailableError,
-    alerts_endpoint,
-)
+from detector.alertmanager_client import AlertmanagerClient, alerts_endpoint
 from detector.alerts import (
     Alert,
     AlertState,
@@ -32,7 +27,7 @@ from detector.alerts import (
     Severity,
     ThresholdRef,
 )
-from detector.errors import ConfigError
+from detector.errors import AlertmanagerRejectedError, AlertmanagerUnavailableError, ConfigError
 from detector.kafka_config import KafkaSettings
 from kafka_local import free_port
 

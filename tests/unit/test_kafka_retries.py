@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from detector.core import InputRecord
-from detector.errors import KafkaUnavailableError
-from detector.kafka_io import KafkaIO, PublishError
+from detector.errors import KafkaUnavailableError, PublishError
+from detector.kafka_io import KafkaIO
 from detector.service import DetectorService, build_decider
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record

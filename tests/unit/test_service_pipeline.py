@@ -20,7 +20,8 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from detector.core import DeadLetter, Decisions, InputRecord
-from detector.kafka_io import PublishError, offsets_after
+from detector.errors import PublishError
+from detector.kafka_io import offsets_after
 from detector.service import DetectorService, _InFlight, build_decider
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from detector.errors import ConfigError, DetectorError
+from detector.errors import ConfigError, DetectorError, ThresholdStateError
 from detector.events import (
     DriftDetected,
     Event,
@@ -24,7 +24,6 @@ from detector.threshold import (
     ThresholdBank,
     ThresholdConfig,
     ThresholdInfo,
-    ThresholdStateError,
 )
 
 REF = np.random.default_rng(100).gamma(8, size=2000)
