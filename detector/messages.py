@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-import simdjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from detector.errors import DecodeError
@@ -245,7 +244,10 @@ def _as_2d(arr: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     raise DecodeError("bad_shape", f"values must be 1-D or 2-D, got {arr.ndim}-D")
 
 
-_LOCAL = threading.local()  # one simdjson parser per thread: a parser is not thread-safe
+# One simdjson parser per thread (a parser is not thread-safe), made on the thread's first
+# JSON window: simdjson is imported there, so importing the core loads only numpy, pydantic
+# and orjson beside the standard library (tests/unit/test_core_imports.py).
+_LOCAL = threading.local()
 
 
 def _fast_json(value: bytes) -> dict[str, Any] | None:
@@ -265,7 +267,11 @@ def _fast_json(value: bytes) -> dict[str, Any] | None:
         return None
     parser = getattr(_LOCAL, "parser", None)
     if parser is None:
-        parser = _LOCAL.parser = simdjson.Parser()
+        import simdjson as module
+
+        parser = _LOCAL.parser = module.Parser()
+        _LOCAL.simdjson = module
+    simdjson: Any = _LOCAL.simdjson
     doc: Any = None
     samples: Any = None
     try:
