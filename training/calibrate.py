@@ -15,8 +15,9 @@ Pure numpy and scipy: no TensorFlow.
 Examples:
     >>> import numpy as np
     >>> scores = np.random.default_rng(0).exponential(size=20_000)
-    >>> round(calibrate(scores, 0.01, "empirical").value, 1)  # exp(1) 99th percentile: 4.6
-    4.6
+    >>> value = calibrate(scores, 0.01, "empirical").value
+    >>> abs(value - 4.605) < 0.15  # the 99th percentile of exp(1) is ln(100) = 4.605
+    True
 """
 
 from __future__ import annotations

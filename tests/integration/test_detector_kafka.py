@@ -67,7 +67,13 @@ def test_malformed_records_go_to_dead_letters_and_the_rest_is_scored(kafka_boots
     assert first.key() == b"src-0"
     assert headers["trace"] == b"keep-me"  # original headers kept
     assert headers["dlq-source-topic"].decode() == s.topics.windows
-    assert int(headers["dlq-source-offset"]) >= 0
+    source = next(
+        m
+        for m in consume_records(kafka_bootstrap, s.topics.windows, len(good) + len(bad))
+        if m.value() == b"{not json"
+    )
+    assert int(headers["dlq-source-offset"]) == source.offset()
+    assert int(headers["dlq-source-partition"]) == source.partition()
     assert service.totals["scored"] == len(good)
     assert service.totals["dead_letters"] == len(bad)
 

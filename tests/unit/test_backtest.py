@@ -313,8 +313,7 @@ def test_write_outputs_without_labels_leaves_the_label_column_empty(tmp_path: Pa
     assert len(rows) == 20 and {r["label"] for r in rows} == {""}
 
 
-def test_timeline_is_drawn_when_matplotlib_is_installed(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+def test_timeline_is_drawn(tmp_path: Path) -> None:
     run = _hand_made_run()
     s = summarise(run, LABELS, ["s"] * 20, TIMES, target_far=0.01)
     written = write_outputs(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import pytest
 
@@ -27,8 +28,6 @@ from detector.model import score_reconstruction, smooth_steps
 from detector.scores import BatchScores, Scorer
 
 T, C = 12, 2
-
-keras = pytest.importorskip("keras")
 
 
 def _model(t: int = T, c: int = C, lam: bool = False, out_t: int | None = None) -> Any:

@@ -57,7 +57,8 @@ def test_demo_training_file_holds_normal_windows_in_the_agreed_layout(tmp_path: 
         assert npz["channel_names"].tolist() == ["ecg"]
         assert set(npz["anomaly_types"].tolist()) == {"none"}
         assert npz["source_ids"][:5].tolist() == ["ecg-0", "ecg-1", "ecg-2", "ecg-3", "ecg-0"]
-    data = pytest.importorskip("training.data")
+    from training import data
+
     dataset = data.load_dataset(out, "npz")
     assert dataset.windows.shape == (300, 140, 1)
 

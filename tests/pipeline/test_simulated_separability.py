@@ -2,8 +2,9 @@
 
 Two models: a PCA reconstruction model (numpy SVD, always), and the project's VAE trained
 with ``training fit --format npz`` on the file ``producer simulate --out`` writes (the offline
-demo's path), skipped with the reason when the training package cannot be imported. Training
-and test streams use different seeds: the model must generalise to other patients/machines.
+demo's path). Training and test streams use different seeds: the model must generalise to
+other patients/machines. It crosses three packages (producer, training, detector), so it lives
+in ``tests/pipeline/``, not with the unit tests, and a broken import fails it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from detector.model import load_bundle
 from producer.__main__ import main as producer_main
 from producer.simulate import make_arrays
+from training.__main__ import main as training_main
 
 pytestmark = pytest.mark.slow
 
@@ -92,11 +95,6 @@ def test_pca_on_normal_windows_separates_injected_anomalies(kind: str) -> None:
 def test_training_vae_on_a_simulated_normal_file_separates_anomalies(
     tmp_path: Path, kind: str
 ) -> None:
-    try:
-        from detector.model import load_bundle
-        from training.__main__ import main as training_main
-    except ImportError as exc:  # the training package is developed concurrently
-        pytest.skip(f"the training package is not importable yet: {exc}")
     data = tmp_path / "normal.npz"
     argv = ["simulate", "--kind", kind, "--sources", "4", "--count", str(N_TRAIN)]
     assert producer_main([*argv, "--anomaly-rate", "0", "--seed", "0", "--out", str(data)]) == 0
