@@ -22,6 +22,12 @@ stays in Kafka. A payload Alertmanager refuses (HTTP 400/422) is logged
 (``alertmanager_rejected``) and skipped: the same payload would be refused again.
 
 Optional ``/metrics`` and ``/healthz`` on ``metrics_port`` (``alertmanager_bridge_*`` series).
+
+Why one module of ~480 lines: the bridge's loop (consume, post, commit) and its Kafka
+callbacks share the offsets-in-flight bookkeeping that makes a post at-least-once and a
+commit never ahead of it. The mapping and settings are in :mod:`detector.alertmanager`, the
+HTTP client in :mod:`detector.alertmanager_client`, the metrics in
+:mod:`detector.alertmanager_metrics`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,12 @@ It writes, into ``OUT``:
 **Warm-up.** A source's windows before its first own threshold (``scope == "source"``) are
 judged by the bundle's global threshold. The summary reports the rates after warm-up (the
 promise is about the calibrated detector) and over every window, side by side.
+
+Why one module of ~520 lines: the replay, its summary (AUROC, episode recall, realised
+false-alarm rate) and the files it writes share one :class:`BacktestRun` and one layout
+(``windows.csv``, ``summary.json``); ``detector backtest``, the quality report and the Kafka
+parity test read them back. Reading files is :mod:`detector.datafile`'s, deciding is the
+core's.
 """
 
 from __future__ import annotations

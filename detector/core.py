@@ -9,6 +9,13 @@ One batch goes through two steps so the service can time the model call between 
    stacked into one ``(B, T, C)`` array.
 2. :meth:`BatchDecider.decide` walks the scored windows in stream order: threshold in force
    per source, episode lifecycle, threshold learning (normal windows only), alerts, events.
+
+Why one module of ~550 lines: :meth:`~BatchDecider.prepare`, :meth:`~BatchDecider.decide`,
+the idle sweep and the state records (:meth:`~BatchDecider.state_records`,
+:meth:`~BatchDecider.restore`) are the entry points of one object that owns the thresholds
+and the episodes, and the state they write is exactly what ``decide`` changed. The value
+types live apart (:mod:`detector.scores`, :mod:`detector.lifecycle`, :mod:`detector.alerts`,
+:mod:`detector.events`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,12 @@ does, so offline and Kafka flag the same windows. TensorFlow itself is imported 
 bundle is loaded, so the detector's pure core and its tests score without it (their shape,
 :class:`detector.scores.BatchScores`, is numpy only).
 
+Why one module of ~460 lines: it is the TensorFlow half of the scoring contract (steps
+2-5): loading and checking a bundle, the compiled scorer, warm-up, and the numpy reference
+(:func:`score_reconstruction`) kept beside the compiled one so their agreement is in one
+place. The contract's values are in :mod:`detector.bundle`, its output in
+:mod:`detector.scores`.
+
 Examples:
     >>> model = load_bundle(Path("models/demo"))            # doctest: +SKIP
     >>> model.warmup()                                      # doctest: +SKIP

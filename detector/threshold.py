@@ -69,6 +69,14 @@ beyond ``retrain_ratio`` times (or below its inverse) the bundle's emits
 :class:`~detector.events.RetrainRecommended`, again once until it comes back within
 ``retrain_rearm_ratio``.
 
+Why one module of ~600 lines: :class:`ThresholdBank` is the only owner of a source's
+threshold state. Learning, recalibration, the drift and retrain checks, eviction and the
+snapshots all read and write the same :class:`~detector.threshold_state.SourceState` under
+invariants (normal scores only, the dirty set, held sources) that hold because one class
+changes it. What can stand alone already does: the estimators (:mod:`detector.tails`,
+:mod:`detector.adaptive`), the tests (:mod:`detector.drift`), the value types
+(:mod:`detector.threshold_types`) and the snapshot codec (:mod:`detector.threshold_state`).
+
 Examples:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
