@@ -20,7 +20,8 @@ from producer.__main__ import main as producer_main
 from producer.simulate import make_arrays
 from training.__main__ import main as training_main
 
-pytestmark = pytest.mark.slow
+# The CLIs configure structlog (cached loggers): start and end with its defaults.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fresh_structlog")]
 
 N_TRAIN = 3000
 N_TEST = 2000
