@@ -15,6 +15,17 @@ SIGTERM/SIGINT finish the batch in hand, commit it, and exit 0.
 State is exactly-once by default (``state_interval_s`` 0): each batch's transaction carries
 the state of every source it touched, beside its outputs and offsets, so a clean stop has
 nothing left to write and a crash restores exactly the state of the committed offsets.
+
+Seams: the service builds its Kafka edge with the factory it is given (``io``, by default
+:class:`~detector.kafka_io.KafkaIO`), handing it :meth:`DetectorService.on_assign`,
+:meth:`DetectorService.on_revoke` and its stop event; every committed transaction goes to
+its observers as a :class:`~detector.batch_report.BatchReport` (metrics and the batch log
+line: :class:`~detector.batch_report.BatchReporter`; the bench adds its timers).
+:func:`build_service` is the one way to build a service, for the CLI, tests and the bench.
+
+This module is longer than the house's ~400 lines because the loop, its rebalance callbacks
+and its recovery share one piece of state (the batches being scored and published) that no
+part may change without the others: splitting them would spread that ownership again.
 """
 
 from __future__ import annotations
@@ -26,12 +37,13 @@ import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
 import structlog
 from confluent_kafka import KafkaException, TopicPartition
 
+from detector.batch_report import BatchObserver, BatchReport, BatchReporter, report_gauges
 from detector.broker_watch import BrokerWatch, kafka_probe
 from detector.bundle import Manifest
 from detector.core import (
@@ -42,39 +54,79 @@ from detector.core import (
     InputRecord,
     Prepared,
     Scorer,
+    build_decider,
 )
-from detector.core import build_decider as make_core
-from detector.dead_letter_watch import DeadLetterWatch
 from detector.errors import KafkaUnavailableError, PublishError
 from detector.events import encode_event
 from detector.health import HealthTracker
-from detector.kafka_io import KafkaIO, offsets_after
+from detector.kafka_consumer import offsets_after
+from detector.kafka_io import EdgeFactory, KafkaIO
 from detector.metrics import DetectorMetrics, HealthServer
 from detector.retry import Backoff
 from detector.settings import DetectorSettings
 
-__all__ = ["DetectorService", "build_decider"]
+__all__ = ["DetectorService", "build_service"]
 
 log = structlog.get_logger()
 
 # The longest wait between attempts to recover from a failed publish: short, so that the
 # detector is back within seconds of a broker's return, however long it was away.
 RETRY_MAX_S = 5.0
+# How often the loop refreshes the gauges read from the consumer and the threshold bank.
+GAUGES_INTERVAL_S = 10.0
 
 
-def build_decider(settings: DetectorSettings, manifest: Manifest) -> BatchDecider:
-    """The pure core for a bundle, with the service's settings."""
-    return make_core(
+def build_service(
+    settings: DetectorSettings,
+    scorer: Scorer | None = None,
+    manifest: Manifest | None = None,
+    *,
+    io: EdgeFactory | None = None,
+    observer: BatchObserver | None = None,
+    stop: threading.Event | None = None,
+) -> DetectorService:
+    """The detector service for these settings: its core from the one core factory
+    (:func:`detector.core.build_decider`) with the settings' parts.
+
+    Args:
+        settings: the process's settings.
+        scorer: a loaded model (or a test's plain scorer); None loads ``settings.bundle``
+            (TensorFlow) and warms it up.
+        manifest: the scorer's manifest (required with ``scorer``).
+        io: builds the Kafka edge (:class:`~detector.kafka_io.KafkaIO` by default).
+        observer: told of every committed transaction after the service's own reporting.
+        stop: the stop event (a test's may make back-off waits return at once).
+
+    Raises:
+        BundleError: the bundle cannot be loaded.
+    """
+    if scorer is None:
+        from detector.model import load_bundle
+
+        loaded = load_bundle(settings.bundle)
+        started = time.monotonic()
+        sizes = loaded.warmup(settings.max_batch)
+        log.info(
+            "model_warmed_up",
+            max_batch=settings.max_batch,
+            batch_sizes=sizes,  # compiled now; larger ones when they first occur
+            seconds=round(time.monotonic() - started, 2),
+        )
+        scorer, manifest = loaded, loaded.manifest
+    elif manifest is None:
+        raise TypeError("build_service needs the manifest of the scorer it is given")
+    core = build_decider(
         manifest,
         settings.threshold,
         settings.lifecycle,
         max_message_bytes=settings.max_message_bytes,
         state_interval_ms=int(settings.state_interval_s * 1000),
     )
+    return DetectorService(settings, scorer, core, io=io, observer=observer, stop=stop)
 
 
 @dataclass(frozen=True, slots=True)
-class _InFlight:
+class _Publishing:
     """A decided batch whose outputs are being published on the publisher thread."""
 
     future: Future[tuple[float, float]]  # (seconds the publish took, perf_counter when done)
@@ -102,17 +154,43 @@ def _now_ms() -> int:
 
 
 class DetectorService:
-    """One detector instance: owns the Kafka clients, the core and the metrics."""
+    """One detector instance: owns its Kafka edge, the core, the metrics and the loop.
 
-    def __init__(self, settings: DetectorSettings, scorer: Scorer, core: BatchDecider) -> None:
+    Use it as a context manager (``with build_service(...) as service``): leaving the block
+    closes the edge's clients and the threads even if :meth:`start` failed.
+
+    Args:
+        settings: the process's settings.
+        scorer: the model (called once per batch, on the scorer thread).
+        core: the pure decider (:func:`detector.core.build_decider`).
+        io: builds the Kafka edge, given :meth:`on_assign`, :meth:`on_revoke` and the stop
+            event (:class:`~detector.kafka_io.KafkaIO` by default).
+        observer: told of every committed transaction after the service's own
+            :class:`~detector.batch_report.BatchReporter`.
+        stop: the event :meth:`request_stop` sets; back-off waits wait on it.
+    """
+
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        scorer: Scorer,
+        core: BatchDecider,
+        *,
+        io: EdgeFactory | None = None,
+        observer: BatchObserver | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.core = core
         self.metrics = DetectorMetrics()
-        self._stop = threading.Event()
-        self.io = KafkaIO(
-            settings, on_assign=self._on_assign, on_revoke=self._on_revoke, stop=self._stop
+        self._stop = stop if stop is not None else threading.Event()
+        self.io = (io or KafkaIO)(
+            settings, on_assign=self.on_assign, on_revoke=self.on_revoke, stop=self._stop
         )
+        self.observers: list[BatchObserver] = [BatchReporter(self.metrics, settings.log_interval_s)]
+        if observer is not None:
+            self.observers.append(observer)
         self.health: HealthServer | None = None
         # What /healthz and /readyz answer (detector.health); the watch probes the broker.
         self.health_state = HealthTracker(settings.health, time.monotonic())
@@ -121,55 +199,58 @@ class DetectorService:
         # Committed since start: the stop log line reports these.
         self.totals = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
         m = core.manifest
-        self._empty = BatchScores.empty(m.window_size, m.n_channels)
+        self._no_scores = BatchScores.empty(m.window_size, m.n_channels)
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher")
-        self._inflight: _InFlight | None = None
+        self._publishing: _Publishing | None = None
         # TensorFlow releases the GIL while the model runs, so a batch is scored on this
         # thread while the loop decides the one before and reads the one after.
         self._scorer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
         self._scoring: _Scoring | None = None
-        self._failed_on_revoke: PublishError | None = None
+        self._revoke_failure: PublishError | None = None  # rewound by the loop after it
         self._closing = False
-        self._attempt = 0
-        self._restore_stopped = False  # a stop came before assigned state was restored
+        self._closed = False
+        self._failed_attempts = 0
+        self._stopped_while_restoring = False  # then nothing assigned may be decided
         # --stop-when-idle counts from the first assignment, not from start-up: a slow
         # start (group join, state restore) is not idleness.
         self._assigned_at: float | None = None
         self._records_read = 0
         self._dead_letter_reasons: Counter[str] = Counter()
-        self._dead_letter_watch = DeadLetterWatch()  # dead letters said in the log
-        self._summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
-        self._minute = {"flagged": 0, "scored": 0}
-        self._minute_start = self._last_log = time.monotonic()
         self.metrics.target_far.set(settings.threshold.target_far)
 
-    @classmethod
-    def from_bundle(cls, settings: DetectorSettings) -> DetectorService:
-        """Load the bundle (TensorFlow), warm it up and build the service."""
-        from detector.model import load_bundle
+    def __enter__(self) -> DetectorService:
+        return self
 
-        loaded = load_bundle(settings.bundle)
-        started = time.monotonic()
-        sizes = loaded.warmup(settings.max_batch)
-        log.info(
-            "model_warmed_up",
-            max_batch=settings.max_batch,
-            batch_sizes=sizes,  # compiled now; larger ones when they first occur
-            seconds=round(time.monotonic() - started, 2),
-        )
-        return cls(settings, loaded, build_decider(settings, loaded.manifest))
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release()  # run() closed already, or it never ran (start failed, say)
 
-    # -- partitions -----------------------------------------------------------------------
+    # -- partitions: the edge's rebalance callbacks, on the consuming thread -----------------
 
-    def _on_assign(self, partitions: list[int]) -> None:
-        started = time.monotonic()
+    def on_assign(self, partitions: list[int]) -> None:
+        """Partitions assigned: restore their committed state, then report consuming."""
         if self._assigned_at is None:
-            self._assigned_at = started
-        if not self._restore(partitions):
+            self._assigned_at = time.monotonic()
+        if not self._restore_state(partitions):
             return  # stopping: the loop decides nothing more
         self.health_state.set_consuming(True, time.monotonic())
 
-    def _restore(self, partitions: list[int]) -> bool:
+    def on_revoke(self, partitions: list[int]) -> None:
+        """Partitions revoked: commit what is in hand of them, hand over their state."""
+        self.health_state.forget_input()  # what was read from them is not ours to commit
+        # The batches being scored and published hold offsets of these partitions: let them
+        # finish before they go (a failure is handled by the loop, which rewinds what is left),
+        # then hand over their state as it stands after them.
+        if self._commit_all_in_hand(recover=False) and not self._closing:
+            self._publish_unsaved_state(set(partitions), recover=False)
+        gone = self.core.drop_partitions(set(partitions))
+        log.info("state_dropped", partitions=partitions, sources=len(gone))
+
+    def _restore_state(self, partitions: list[int]) -> bool:
         """Load these partitions' committed state into the core, retrying with back-off
         while the state topic cannot be read to its end (the broker down or loading);
         False if a stop came first (then nothing of them may be decided)."""
@@ -185,7 +266,7 @@ class DetectorService:
                     "state_restore_failed", partitions=partitions, error=str(exc), retry_in_s=delay
                 )
                 if self._stop.wait(delay):
-                    self._restore_stopped = True
+                    self._stopped_while_restoring = True
                     return False
         restored = sum(self.core.restore(key, data, part) for key, (part, data) in state.items())
         log.info(
@@ -195,16 +276,6 @@ class DetectorService:
             seconds=round(time.monotonic() - started, 3),
         )
         return True
-
-    def _on_revoke(self, partitions: list[int]) -> None:
-        self.health_state.forget_input()  # what was read from them is not ours to commit
-        # The batches being scored and published hold offsets of these partitions: let them
-        # finish before they go (a failure is handled by the loop, which rewinds what is left),
-        # then hand over their state as it stands after them.
-        if self._drain(recover=False) and not self._closing:
-            self._write_unsaved(set(partitions), recover=False)
-        gone = self.core.drop_partitions(set(partitions))
-        log.info("state_dropped", partitions=partitions, sources=len(gone))
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -263,15 +334,14 @@ class DetectorService:
         is decided here and the next one read and decoded, and batch N-1's transaction
         (produce, send offsets, commit: mostly waiting for the broker) runs on the publisher
         thread. Decisions stay in stream order, and N is published only after N-1 committed,
-        with its own offsets (:func:`~detector.kafka_io.offsets_after`), so outputs and
+        with its own offsets (:func:`~detector.kafka_consumer.offsets_after`), so outputs and
         offsets stay paired batch by batch; if N-1 fails, what was decided or scored behind
         it is dropped with the state it touched, and replayed from the committed offsets.
         Smaller batches (no backlog) are scored and decided at once, and the next one is
         read and decided while their transaction commits.
         """
         s = self.settings
-        last_input = last_sweep = last_lag = self._last_log = time.monotonic()
-        self._minute_start = time.monotonic()
+        last_input = last_sweep = last_gauges = time.monotonic()
         # TensorFlow and Keras leave ~400k long-lived objects that every full collection
         # would walk again; the loop allocates enough per batch to trigger collections often.
         # Freezing moves what exists now out of the collector's sight (measured: 5.6 -> 0.2
@@ -283,27 +353,29 @@ class DetectorService:
             while not self._stop.is_set():
                 self.health_state.beat(time.monotonic())
                 records = self.io.consume(s.max_batch, s.max_wait_s)
-                if self._restore_stopped:
+                if self._stopped_while_restoring:
                     break  # stopped while restoring an assignment's state: decide nothing
-                if self._failed_on_revoke is not None:
-                    exc, self._failed_on_revoke = self._failed_on_revoke, None
-                    self._recover(exc)
+                if self._revoke_failure is not None:
+                    exc, self._revoke_failure = self._revoke_failure, None
+                    self._rewind_and_restore(exc)
                     continue  # records consumed before the rewind are read again
                 mono = time.monotonic()
                 if mono - last_sweep >= 1.0:
                     last_sweep = mono
-                    if not self._drain():
+                    if not self._commit_all_in_hand():
                         continue
                     swept = self.core.sweep_idle(_now_ms())
                     if swept.alerts:
-                        self._inflight = _InFlight(self._submit(swept, [], []), None, swept, 0)
-                        if not self._settle():
+                        self._publishing = _Publishing(
+                            self._start_publishing(swept, [], []), None, swept, 0
+                        )
+                        if not self._wait_for_commit():
                             continue
-                if mono - last_lag >= 10.0:
-                    last_lag = mono
-                    self._update_lag()
+                if mono - last_gauges >= GAUGES_INTERVAL_S:
+                    last_gauges = mono
+                    self._refresh_gauges()
                 if not records:
-                    if not self._drain():  # a quiet stream's last batch commits now
+                    if not self._commit_all_in_hand():  # a quiet stream's last batch commits now
                         continue
                     idle_s = self._idle_s(mono, last_input)
                     if s.stop_when_idle_s is not None and idle_s >= s.stop_when_idle_s:
@@ -316,9 +388,12 @@ class DetectorService:
                 started = time.perf_counter()
                 prepared = self.core.prepare(records)
                 scoring = _Scoring(
-                    self._scorer_thread.submit(self._score, prepared), prepared, records, started
+                    self._scorer_thread.submit(self._score_timed, prepared),
+                    prepared,
+                    records,
+                    started,
                 )
-                if not self._decide_scored():  # the batch before this one
+                if not self._decide_and_publish_scored():  # the batch before this one
                     continue  # it was rolled back: this one is read again
                 self._scoring = scoring
                 if len(records) < s.max_batch:
@@ -329,11 +404,11 @@ class DetectorService:
                     # At 5k windows/s, exactly-once, 8 interleaved pairs of runs against
                     # the drain-each-batch loop on a noisy 2-core machine: median p99
                     # produce-to-alert 168 vs 193 ms, p50 57 vs 55 ms (runs varied 2-4x).
-                    self._decide_scored()
+                    self._decide_and_publish_scored()
             # The batches in hand: commit them before leaving, then (only with
             # state_interval_s > 0) the threshold state they left unwritten.
-            if self._drain():
-                self._write_unsaved(None)
+            if self._commit_all_in_hand():
+                self._publish_unsaved_state(None)
         except Exception as exc:
             crash = exc
             raise
@@ -363,15 +438,15 @@ class DetectorService:
             topic=self.settings.topics.windows,
         )
 
-    def _score(self, prepared: Prepared) -> tuple[BatchScores, float]:
+    def _score_timed(self, prepared: Prepared) -> tuple[BatchScores, float]:
         """On the scorer thread: the batch's one model call, and how long it took."""
         if not prepared.windows:
-            return self._empty, 0.0
+            return self._no_scores, 0.0
         t0 = time.perf_counter()
         result = self.scorer.score(prepared.batch)
         return result, time.perf_counter() - t0
 
-    def _decide_scored(self, *, recover: bool = True) -> bool:
+    def _decide_and_publish_scored(self, *, recover: bool = True) -> bool:
         """Decide the batch being scored (waiting for its scores) and hand it to the
         publisher once the batch before it committed; False if that one failed and the
         input was rewound (this batch is then dropped: it is read again)."""
@@ -382,12 +457,12 @@ class DetectorService:
         t0 = time.perf_counter()
         decisions = self.core.decide(scoring.prepared, result, _now_ms())
         decide_s = time.perf_counter() - t0
-        if not self._settle(recover=recover):
+        if not self._wait_for_commit(recover=recover):
             return False
         prepared = scoring.prepared
         offsets = offsets_after(scoring.records)
-        future = self._submit(decisions, prepared.dead_letters, offsets)
-        self._inflight = _InFlight(
+        future = self._start_publishing(decisions, prepared.dead_letters, offsets)
+        self._publishing = _Publishing(
             future,
             prepared,
             decisions,
@@ -399,24 +474,26 @@ class DetectorService:
         )
         return True
 
-    def _drain(self, *, recover: bool = True) -> bool:
-        """Decide, publish and commit everything in hand; False as :meth:`_settle`."""
-        return self._decide_scored(recover=recover) and self._settle(recover=recover)
+    def _commit_all_in_hand(self, *, recover: bool = True) -> bool:
+        """Decide, publish and commit everything in hand; False as :meth:`_wait_for_commit`."""
+        return self._decide_and_publish_scored(recover=recover) and self._wait_for_commit(
+            recover=recover
+        )
 
-    def _write_unsaved(self, partitions: set[int] | None, *, recover: bool = True) -> bool:
+    def _publish_unsaved_state(self, partitions: set[int] | None, *, recover: bool = True) -> bool:
         """Publish the threshold state no batch carried yet (``state_interval_s`` > 0) of
         these partitions (None: all), in a transaction of its own; every decided batch must
-        be committed first. False as :meth:`_settle`."""
+        be committed first. False as :meth:`_wait_for_commit`."""
         unsaved = self.core.unsaved_state(partitions)
         if not unsaved.threshold_states_due:
             return True
-        self._inflight = _InFlight(self._submit(unsaved, [], []), None, unsaved, 0)
-        ok = self._settle(recover=recover)
+        self._publishing = _Publishing(self._start_publishing(unsaved, [], []), None, unsaved, 0)
+        ok = self._wait_for_commit(recover=recover)
         if ok:
             log.info("state_written", sources=len(unsaved.threshold_states_due))
         return ok
 
-    def _submit(
+    def _start_publishing(
         self,
         decisions: Decisions,
         dead_letters: list[DeadLetter],
@@ -438,7 +515,7 @@ class DetectorService:
         states = self.core.state_records(decisions)
         group_metadata = self.io.group_metadata()
         return self._publisher.submit(
-            self._publish,
+            self._publish_timed,
             alert_msgs,
             event_msgs,
             dead_letters,
@@ -448,7 +525,7 @@ class DetectorService:
             group_metadata,
         )
 
-    def _publish(self, *args: Any) -> tuple[float, float]:
+    def _publish_timed(self, *args: Any) -> tuple[float, float]:
         """On the publisher thread: :meth:`KafkaIO.publish`, timed."""
         t0 = time.perf_counter()
         self.io.publish(*args)
@@ -459,7 +536,7 @@ class DetectorService:
         if self.watch is not None:
             self.watch.on_error(code, text, all_brokers_down)
 
-    def _settle(self, *, recover: bool = True) -> bool:
+    def _wait_for_commit(self, *, recover: bool = True) -> bool:
         """Wait for the batch being published; False if it failed and the input was rewound
         (``recover=False``, inside a rebalance callback: the loop rewinds after it).
 
@@ -467,26 +544,25 @@ class DetectorService:
             PublishError: a failure that retrying cannot fix (fenced, fatal), or any failure
                 while stopping.
         """
-        inflight, self._inflight = self._inflight, None
-        if inflight is None:
+        publishing, self._publishing = self._publishing, None
+        if publishing is None:
             return True
         try:
-            publish_s, committed_at = inflight.future.result()
-            self.io.commit_offsets(inflight.offsets)  # at-least-once: here, never there
+            publish_s, committed_at = publishing.future.result()
+            self.io.commit_offsets(publishing.offsets)  # at-least-once: here, never there
         except PublishError as exc:
             if recover:
-                self._recover(exc)
+                self._rewind_and_restore(exc)
             else:
-                self._failed_on_revoke = exc
+                self._revoke_failure = exc
             return False
-        self._attempt = 0
-        if inflight.prepared is not None:  # input offsets (not a sweep's, a state write's)
+        self._failed_attempts = 0
+        if publishing.prepared is not None:  # input offsets (not a sweep's, a state write's)
             self.health_state.committed(time.monotonic())
-        self.metrics.publish_seconds.observe(publish_s)
-        self._published(inflight, publish_s, committed_at)
+        self._report_committed(publishing, publish_s, committed_at)
         return True
 
-    def _recover(self, exc: PublishError) -> None:
+    def _rewind_and_restore(self, exc: PublishError) -> None:
         """After an aborted batch: back off, rewind to the committed offsets, reload state.
 
         A failed rewind (e.g. ``NOT_COORDINATOR`` while a restarted broker loads) is retried
@@ -501,13 +577,13 @@ class DetectorService:
         self.metrics.publish_retries.inc()
         error: Exception = exc
         while True:
-            self._attempt += 1
-            delay = min(RETRY_MAX_S, 0.5 * 2 ** min(self._attempt, 6))
+            self._failed_attempts += 1
+            delay = min(RETRY_MAX_S, 0.5 * 2 ** min(self._failed_attempts, 6))
             log.warning(
                 "publish_failed" if error is exc else "rewind_failed",
                 error=str(error),
                 retry_in_s=delay,
-                attempt=self._attempt,
+                attempt=self._failed_attempts,
             )
             if self._stop.wait(delay):
                 raise exc
@@ -520,110 +596,47 @@ class DetectorService:
                 continue
             parts = self.io.assigned_partitions()
             self.core.drop_partitions(set(parts))
-            self._on_assign(parts)
-            if self._restore_stopped:
+            self.on_assign(parts)
+            if self._stopped_while_restoring:
                 raise exc
             return
 
-    def _published(self, inflight: _InFlight, publish_s: float, committed_at: float) -> None:
-        """Metrics and the batch log line for a committed batch (``committed_at``: its
-        perf_counter time; the loop may take in the outcome later, behind the next batch)."""
-        decisions = inflight.decisions
-        prepared = inflight.prepared
-        if prepared is None:  # idle-episode sweep
-            self._count_outputs(decisions)
-            return
-        elapsed = committed_at - inflight.started
-        self._record(prepared, decisions, inflight.score_s, elapsed)
-        summary = self._summary
-        summary["batches"] += 1
-        summary["windows"] += inflight.n_records
-        summary["alerts"] += len(decisions.alerts)
-        summary["dead_letters"] += len(prepared.dead_letters)
-        summary["flagged"] += decisions.flagged
-        self._minute["flagged"] += decisions.flagged
-        self._minute["scored"] += len(prepared.windows)
-        mono = time.monotonic()
-        if mono - self._minute_start >= 60 and self._minute["scored"]:
-            self.metrics.flag_rate.set(self._minute["flagged"] / self._minute["scored"])
-            self._minute = {"flagged": 0, "scored": 0}
-            self._minute_start = mono
-        noteworthy = decisions.alerts or prepared.dead_letters or decisions.events
-        if noteworthy or mono - self._last_log >= self.settings.log_interval_s:
-            log.info(
-                "batch",
-                **summary,
-                last_batch=inflight.n_records,
-                score_ms=round(inflight.score_s * 1000, 2),
-                decide_ms=round(inflight.decide_s * 1000, 2),
-                publish_ms=round(publish_s * 1000, 2),
-                batch_ms=round(elapsed * 1000, 2),
-                open_episodes=self.core.tracker.open_count(),
-            )
-            self._summary = dict.fromkeys(summary, 0)
-            self._last_log = mono
-
-    def _record(
-        self, prepared: Prepared, decisions: Decisions, score_s: float, elapsed: float
+    def _report_committed(
+        self, publishing: _Publishing, publish_s: float, committed_at: float
     ) -> None:
-        m = self.metrics
-        n_ok = len(prepared.windows)
-        self.totals["scored"] += n_ok
-        self.totals["dead_letters"] += len(prepared.dead_letters)
-        self._dead_letter_reasons.update(dl.reason for dl in prepared.dead_letters)
-        for line in self._dead_letter_watch.observe(
-            [(dl.reason, dl.detail) for dl in prepared.dead_letters], n_ok, time.monotonic()
-        ):
-            getattr(log, line.level)(line.event, **line.fields)
-        self._count_outputs(decisions)
-        m.windows.labels(outcome="scored").inc(n_ok)
-        if prepared.dead_letters:
-            m.windows.labels(outcome="dead_letter").inc(len(prepared.dead_letters))
-            for dl in prepared.dead_letters:
-                m.dead_letters.labels(reason=dl.reason).inc()
-        m.flagged.inc(decisions.flagged)
-        m.batch_size.observe(len(prepared.records) + len(prepared.dead_letters))
-        m.score_seconds.observe(score_s)
-        m.batch_seconds.observe(elapsed)
-        if prepared.windows:
-            oldest = min(w.event_time_ms for w in prepared.windows)
-            m.event_lag.observe(max(0.0, (_now_ms() - oldest) / 1000))
-
-    def _count_outputs(self, decisions: Decisions) -> None:
-        for alert in decisions.alerts:
-            self.metrics.alerts.labels(state=alert.state.value).inc()
-        for event in decisions.events:
-            self.metrics.events.labels(type=event.type).inc()
+        """Count a committed transaction in the totals and tell the observers
+        (``committed_at``: its perf_counter time; the loop may take in the outcome later,
+        behind the next batch)."""
+        decisions, prepared = publishing.decisions, publishing.prepared
+        windows = prepared.windows if prepared is not None else []
+        dead_letters = prepared.dead_letters if prepared is not None else []
+        self.totals["scored"] += len(windows)
+        self.totals["dead_letters"] += len(dead_letters)
         self.totals["alerts"] += len(decisions.alerts)
         self.totals["events"] += len(decisions.events)
+        self._dead_letter_reasons.update(dl.reason for dl in dead_letters)
+        report = BatchReport(
+            records=publishing.n_records,
+            windows=len(windows),
+            dead_letters=[(dl.reason, dl.detail) for dl in dead_letters],
+            alerts=decisions.alerts,
+            events=decisions.events,
+            flagged=decisions.flagged,
+            oldest_event_time_ms=min((w.event_time_ms for w in windows), default=None),
+            open_episodes=self.core.tracker.open_count(),
+            score_s=publishing.score_s,
+            decide_s=publishing.decide_s,
+            publish_s=publish_s,
+            batch_s=committed_at - publishing.started if prepared is not None else 0.0,
+            committed_at=committed_at,
+        )
+        for observer in self.observers:
+            observer.batch_committed(report)
 
-    def _update_lag(self) -> None:
+    def _refresh_gauges(self) -> None:
+        """Consumer lag and threshold gauges (:func:`~detector.batch_report.report_gauges`)."""
         try:
-            consumer = self.io.consumer
-            assignment = consumer.assignment()
-            total = 0
-            for tp in consumer.position(assignment):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=1, cached=False)
-                if tp.offset >= 0:
-                    total += max(0, high - tp.offset)
-                    self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(
-                        max(0, high - tp.offset)
-                    )
-            self.health_state.set_lag(total, time.monotonic())
-            bank = self.core.bank
-            sources = bank.sources()
-            self.metrics.sources.set(len(sources))
-            self.metrics.threshold.labels(source="_global").set(bank.global_info.value)
-            for source in sources[:50]:
-                st = bank.stats(source)
-                age = st.calibration_age_ms
-                self.metrics.set_source(
-                    source,
-                    st.threshold,
-                    st.flag_rate,
-                    age / 1000 if age is not None else None,
-                    st.drift_statistic,
-                )
+            report_gauges(self.metrics, self.health_state, self.io.lag(), self.core.bank)
         except Exception as exc:
             log.debug("lag_update_failed", error=str(exc))
 
@@ -639,15 +652,24 @@ class DetectorService:
             log.error(
                 "detector_crashed", error=f"{type(crash).__name__}: {crash}"[:1000], **self.totals
             )
-        self._closing = True  # the revoke that closing triggers publishes nothing more
-        self._scorer_thread.shutdown(wait=True)
-        self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
-        gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
-        self.health_state.set_consuming(False, time.monotonic())
-        self.io.close()
-        if self.watch is not None:
-            self.watch.stop()
-        if self.health is not None:
-            self.health.stop()
+        self._release()
         if crash is None:
             log.info("detector_stopped", **self.totals)
+
+    def _release(self) -> None:
+        """Stop the threads, close the edge's clients, stop serving; once, whatever failed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = True  # the revoke that closing triggers publishes nothing more
+        try:
+            self._scorer_thread.shutdown(wait=True)
+            self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke in close
+            gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
+            self.health_state.set_consuming(False, time.monotonic())
+            self.io.close()
+        finally:
+            if self.watch is not None:
+                self.watch.stop()
+            if self.health is not None:
+                self.health.stop()
