@@ -3,14 +3,16 @@
 The service hands every committed transaction to its observers as a :class:`BatchReport`
 (what the batch did and how long each stage took). :class:`BatchReporter`, the observer
 every service has, turns reports into the Prometheus metrics, the dead-letter warnings and
-the one log line per batch; :func:`report_gauges` sets the gauges read from the consumer and
-the threshold bank (lag, thresholds per source), which the service refreshes every few
-seconds. Other observers (the bench's timers) implement :class:`BatchObserver`.
+the one log line per batch; :class:`RunTotals` counts them for the stop line.
+:func:`report_gauges` sets the gauges read from the consumer and the threshold bank (lag,
+thresholds per source), which the service refreshes every few seconds. Other observers
+(the bench's timers) implement :class:`BatchObserver`.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +26,7 @@ from detector.health import HealthTracker
 from detector.metrics import DetectorMetrics
 from detector.threshold import ThresholdBank
 
-__all__ = ["BatchObserver", "BatchReport", "BatchReporter", "report_gauges"]
+__all__ = ["BatchObserver", "BatchReport", "BatchReporter", "RunTotals", "report_gauges"]
 
 log = structlog.get_logger()
 
@@ -186,3 +188,20 @@ def report_gauges(
             age / 1000 if age is not None else None,
             st.drift_statistic,
         )
+
+
+class RunTotals:
+    """An observer counting what was committed since start: the ``detector_stopped`` and
+    ``no_windows_scored`` lines report it."""
+
+    def __init__(self) -> None:
+        self.counts = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
+        self.dead_letter_reasons: Counter[str] = Counter()
+
+    def batch_committed(self, report: BatchReport) -> None:
+        """Add the report's windows, dead letters, alerts and events."""
+        self.counts["scored"] += report.windows
+        self.counts["dead_letters"] += len(report.dead_letters)
+        self.counts["alerts"] += len(report.alerts)
+        self.counts["events"] += len(report.events)
+        self.dead_letter_reasons.update(reason for reason, _detail in report.dead_letters)

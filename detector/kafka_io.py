@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -102,6 +101,13 @@ class KafkaIO:
         stop: set when the owner stops: retries of a transaction's commit or abort give up.
         create_client: ``create_client(kind, conf)`` makes each confluent-kafka client
             (:func:`detector.kafka_config.new_client`; unit tests pass fakes).
+
+    Attributes:
+        topics: the admin role (:class:`~detector.kafka_admin.TopicAdmin`).
+        input: the consumer role (:class:`~detector.kafka_consumer.InputConsumer`).
+        publisher: the producer role (:class:`~detector.kafka_publisher.TransactionalPublisher`).
+        publish: :meth:`TransactionalPublisher.publish
+            <detector.kafka_publisher.TransactionalPublisher.publish>`, safe on any thread.
     """
 
     def __init__(
@@ -130,16 +136,13 @@ class KafkaIO:
             create_client,
         )
         self._n_state: int | None = None
+        # One batch's outputs and offsets, on the publisher thread (never the consumer's).
+        self.publish = self.publisher.publish
 
     def __enter__(self) -> KafkaIO:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- start-up -------------------------------------------------------------------------
@@ -178,21 +181,6 @@ class KafkaIO:
     def group_metadata(self) -> object | None:
         """The consumer's group metadata for :meth:`publish`, on the consuming thread."""
         return self.input.group_metadata()
-
-    def publish(
-        self,
-        alerts: Iterable[tuple[bytes, bytes]],
-        events: Iterable[tuple[bytes, bytes]],
-        dead_letters: Iterable[DeadLetter],
-        states: Iterable[tuple[str, int, bytes | None]],
-        now_ms: int,
-        offsets: list[TopicPartition],
-        group_metadata: object | None = None,
-    ) -> None:
-        """One batch's outputs and offsets (:meth:`TransactionalPublisher.publish`)."""
-        self.publisher.publish(
-            alerts, events, dead_letters, states, now_ms, offsets, group_metadata
-        )
 
     def commit_offsets(self, offsets: list[TopicPartition]) -> None:
         """At-least-once offsets, on the consuming thread (:meth:`InputConsumer.commit_offsets`)."""

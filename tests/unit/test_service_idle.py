@@ -36,15 +36,18 @@ def _service(kafka: ScriptedKafka, **settings: object) -> DetectorService:
 
 
 class SlowAssignment(ScriptedKafka):
-    """No partition for ``assign_after_s`` (a slow group join), then one, then the records."""
+    """No partition for ``after_s`` from the first consume (a slow group join), then one,
+    then the records."""
 
     def __init__(self, records: list[InputRecord], after_s: float):
         super().__init__(records)
-        self.started = time.monotonic()
+        self.started: float | None = None
         self.after_s = after_s
         self.assigned_at: float | None = None
 
     def consume(self, max_records: int, timeout_s: float) -> list[InputRecord]:
+        if self.started is None:
+            self.started = time.monotonic()
         time.sleep(timeout_s)
         if self.assigned_at is None:
             if time.monotonic() - self.started < self.after_s:
