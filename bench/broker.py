@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from detector.kafka_io import read_committed_to_end
+from detector.kafka_state import read_committed_to_end
 
 __all__ = [
     "BenchError",

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from bench.broker import create_topics
-from detector.kafka_io import TXN_RETRY_BACKOFF
+from detector.kafka_publisher import TXN_RETRY_BACKOFF
 from detector.settings import DetectorSettings
 
 __all__ = [

@@ -1,9 +1,11 @@
 """The detector service run in this process, timed stage by stage, and the consume-only ceiling.
 
-:class:`InProcessDetector` builds a :class:`detector.service.DetectorService` exactly as
-``DetectorService.from_bundle`` does, but reuses one loaded model for many runs, and wraps the
-loop's five calls (consume, prepare, score, decide, publish) in timers: the profile of where
-a window's time goes. The wrappers add two ``perf_counter`` calls per stage and batch.
+:class:`InProcessDetector` builds a :class:`detector.service.DetectorService` with
+:func:`detector.service.build_service`, as ``detector run`` does, but reuses one loaded model
+for many runs, wraps the loop's five calls (consume, prepare, score, decide, publish) in
+timers (the profile of where a window's time goes), and counts committed batches with a
+:class:`~detector.batch_report.BatchObserver`. The wrappers add two ``perf_counter`` calls
+per stage and batch.
 Under backlog, score runs on the service's scorer thread (overlapped with deciding the
 batch before and reading the batch after) and publish on its publisher thread (overlapped
 with all of those), so the stages' wall times add up to more than the drain's.
@@ -24,11 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.broker import BenchError
+from detector.batch_report import BatchReport
 from detector.core import BatchDecider, BatchScores, Decisions, InputRecord, Prepared
 from detector.core import Scorer as CoreScorer
 from detector.kafka_io import KafkaIO
 from detector.messages import decode_window
-from detector.service import DetectorService, build_decider
+from detector.service import build_service
 from detector.settings import DetectorSettings
 
 __all__ = ["STAGES", "DrainResult", "InProcessDetector", "StageClock", "consume_only"]
@@ -113,11 +116,6 @@ class _TimedScorer:
         return self._clock.timed("score", self._inner.score, batch)
 
 
-def build_service(settings: DetectorSettings, scorer: CoreScorer, manifest: Any) -> DetectorService:
-    """The service ``DetectorService.from_bundle`` would build, around an already loaded model."""
-    return DetectorService(settings, scorer, build_decider(settings, manifest))
-
-
 class InProcessDetector:
     """One detector service on a thread of this process, instrumented.
 
@@ -136,9 +134,11 @@ class InProcessDetector:
         expect: int | None = None,
     ) -> None:
         self.clock = StageClock()
-        self.service = build_service(settings, _TimedScorer(scorer, self.clock), manifest)
         self._expect = expect
         self._done = threading.Event()
+        self.service = build_service(
+            settings, _TimedScorer(scorer, self.clock), manifest, observer=self
+        )
         self._errors: list[BaseException] = []
         self._thread: threading.Thread | None = None
         self._instrument()
@@ -154,7 +154,6 @@ class InProcessDetector:
         prepare = svc.core.prepare
         decide = svc.core.decide
         publish = svc.io.publish
-        published = svc._published
 
         def timed_consume(max_records: int, timeout_s: float) -> list[InputRecord]:
             t0, c0 = time.perf_counter(), time.thread_time()
@@ -177,21 +176,21 @@ class InProcessDetector:
             # on the publisher thread, overlapped with the next batch's stages
             clock.timed("publish", publish, *args)
 
-        def counted(inflight: Any, publish_s: float, committed_at: float) -> None:
-            published(inflight, publish_s, committed_at)
-            if inflight.prepared is None:
-                return
-            clock.batches += 1
-            clock.records += inflight.n_records
-            if self._expect is not None and clock.records >= self._expect:
-                clock.done_s = committed_at
-                self._done.set()
-
         svc.io.consume = timed_consume  # type: ignore[method-assign]
         svc.core.prepare = timed_prepare  # type: ignore[method-assign]
         svc.core.decide = timed_decide  # type: ignore[method-assign]
         svc.io.publish = timed_publish  # type: ignore[method-assign,assignment]
-        svc._published = counted  # type: ignore[method-assign]
+
+    def batch_committed(self, report: BatchReport) -> None:
+        """The service's observer: count committed input; the drain ends at the commit of
+        the last expected record (as the publisher thread timed it)."""
+        if not report.has_input:
+            return
+        self.clock.batches += 1
+        self.clock.records += report.records
+        if self._expect is not None and self.clock.records >= self._expect:
+            self.clock.done_s = report.committed_at
+            self._done.set()
 
     def start(self) -> None:
         """Connect, create topics, subscribe, and run the loop on a thread."""
@@ -254,8 +253,7 @@ def consume_only(
     """
     io = KafkaIO(settings)
     work = decode or (lambda r: decode_window(r.key, r.value, r.headers))
-    consumer = io.consumer
-    consumer.subscribe([settings.topics.windows])
+    io.input.subscribe()
     count = batches = 0
     first: float | None = None
     deadline = time.monotonic() + timeout_s

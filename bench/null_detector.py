@@ -22,7 +22,8 @@ from types import FrameType
 import orjson
 
 from bench.config import detector_settings
-from detector.kafka_io import KafkaIO, offsets_after
+from detector.kafka_consumer import offsets_after
+from detector.kafka_io import KafkaIO
 from detector.messages import H_EVENT_TIME_MS, H_LABEL, header_value
 from detector.metrics import DetectorMetrics, HealthServer
 

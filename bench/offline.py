@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.core import InputRecord, Prepared
-from detector.service import build_decider
+from detector.core import InputRecord, Prepared, build_decider
 from detector.settings import DetectorSettings
 
 __all__ = ["OfflineResult", "replay"]
@@ -49,7 +48,14 @@ def replay(
     settings: DetectorSettings, scorer: Any, manifest: Any, records: list[InputRecord]
 ) -> OfflineResult:
     """Decide every record as the service would, one window at a time (scored in batches)."""
-    core = build_decider(settings, manifest)
+    # The service's core factory with the settings' parts that change decisions (the state
+    # interval changes only when state is written).
+    core = build_decider(
+        manifest,
+        settings.threshold,
+        settings.lifecycle,
+        max_message_bytes=settings.max_message_bytes,
+    )
     out = OfflineResult()
     for start in range(0, len(records), SCORE_BATCH):
         prepared = core.prepare(records[start : start + SCORE_BATCH])

@@ -149,17 +149,18 @@ def _settings(args: argparse.Namespace | None = None) -> DetectorSettings:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from detector.service import DetectorService
+    from detector.service import build_service
 
     settings = _settings(args)
     check_client_config(settings.kafka.client_config())  # before the model load: exit 2 now
     configure_logging(settings.log_level, settings.log_format)
     log = structlog.get_logger()
     log.info("loading_bundle", bundle=str(settings.bundle))
-    service = DetectorService.from_bundle(settings)
-    service.install_signal_handlers()
-    service.start()
-    return service.run()
+    # The block closes the Kafka clients and threads on every path: a failed start too.
+    with build_service(settings) as service:
+        service.install_signal_handlers()
+        service.start()
+        return service.run()
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:

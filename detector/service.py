@@ -1,4 +1,4 @@
-"""The detector service loop: consume a micro-batch, score it once, decide, publish, commit.
+"""The detector service: consume a micro-batch, score it once, decide, publish, commit.
 
 Start-up fails fast with a clear error (non-zero exit) when the bundle cannot be loaded or
 the broker cannot be reached within ``startup_timeout_s``; once running, publish failures are
@@ -7,14 +7,23 @@ a failure of the rewind or of the state restore (the broker still down, or loadi
 retried with back-off too, until it succeeds or a stop is requested.
 
 No thread waits for another while holding the consumer: the publisher thread never touches
-it (the group metadata it commits offsets with is taken here, on the loop's thread, and
-at-least-once offsets are committed here too), so the rebalance callbacks, which run on the
+it (the group metadata it commits offsets with is taken on the loop's thread, and
+at-least-once offsets are committed there too), so the rebalance callbacks, which run on the
 loop's thread holding the consumer, may wait for the publisher.
 SIGTERM/SIGINT finish the batch in hand, commit it, and exit 0.
 
 State is exactly-once by default (``state_interval_s`` 0): each batch's transaction carries
 the state of every source it touched, beside its outputs and offsets, so a clean stop has
 nothing left to write and a crash restores exactly the state of the committed offsets.
+
+The batches themselves, from records to commit, belong to a
+:class:`~detector.batch_pipeline.BatchPipeline`; this module holds the loop around it, the
+rebalance callbacks, start-up and shut-down. Seams: the service builds its Kafka edge with
+the factory it is given (``io``, by default :class:`~detector.kafka_io.KafkaIO`), handing it
+:meth:`DetectorService.on_assign`, :meth:`DetectorService.on_revoke` and its stop event;
+every committed transaction goes to its observers as a
+:class:`~detector.batch_report.BatchReport` (metrics and the batch log line by default; the
+bench adds its timers). :func:`build_service` is the one way to build a service.
 """
 
 from __future__ import annotations
@@ -23,129 +32,56 @@ import gc
 import signal
 import threading
 import time
-from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
 
 import structlog
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
+from detector.batch_pipeline import BatchPipeline
+from detector.batch_report import BatchObserver, BatchReporter, RunTotals, report_gauges
 from detector.broker_watch import BrokerWatch, kafka_probe
 from detector.bundle import Manifest
-from detector.core import (
-    BatchDecider,
-    BatchScores,
-    DeadLetter,
-    Decisions,
-    InputRecord,
-    Prepared,
-    Scorer,
-)
-from detector.core import build_decider as make_core
-from detector.dead_letter_watch import DeadLetterWatch
-from detector.errors import KafkaUnavailableError, PublishError
-from detector.events import encode_event
+from detector.core import BatchDecider, Scorer, build_decider
+from detector.errors import KafkaUnavailableError
 from detector.health import HealthTracker
-from detector.kafka_io import KafkaIO, offsets_after
+from detector.kafka_io import EdgeFactory, KafkaIO
 from detector.metrics import DetectorMetrics, HealthServer
 from detector.retry import Backoff
 from detector.settings import DetectorSettings
 
-__all__ = ["DetectorService", "build_decider"]
+__all__ = ["DetectorService", "build_service"]
 
 log = structlog.get_logger()
 
-# The longest wait between attempts to recover from a failed publish: short, so that the
-# detector is back within seconds of a broker's return, however long it was away.
-RETRY_MAX_S = 5.0
+# How often the loop refreshes the gauges read from the consumer and the threshold bank.
+GAUGES_INTERVAL_S = 10.0
 
 
-def build_decider(settings: DetectorSettings, manifest: Manifest) -> BatchDecider:
-    """The pure core for a bundle, with the service's settings."""
-    return make_core(
-        manifest,
-        settings.threshold,
-        settings.lifecycle,
-        max_message_bytes=settings.max_message_bytes,
-        state_interval_ms=int(settings.state_interval_s * 1000),
-    )
+def build_service(
+    settings: DetectorSettings,
+    scorer: Scorer | None = None,
+    manifest: Manifest | None = None,
+    *,
+    io: EdgeFactory | None = None,
+    observer: BatchObserver | None = None,
+    stop: threading.Event | None = None,
+) -> DetectorService:
+    """The detector service for these settings: its core from the one core factory
+    (:func:`detector.core.build_decider`) with the settings' parts.
 
+    Args:
+        settings: the process's settings.
+        scorer: a loaded model (or a test's plain scorer); None loads ``settings.bundle``
+            (TensorFlow) and warms it up.
+        manifest: the scorer's manifest (required with ``scorer``).
+        io: builds the Kafka edge (:class:`~detector.kafka_io.KafkaIO` by default).
+        observer: told of every committed transaction after the service's own reporting.
+        stop: the stop event (a test's may make back-off waits return at once).
 
-@dataclass(frozen=True, slots=True)
-class _InFlight:
-    """A decided batch whose outputs are being published on the publisher thread."""
-
-    future: Future[tuple[float, float]]  # (seconds the publish took, perf_counter when done)
-    prepared: Prepared | None  # None: alerts of the idle-episode sweep, no input records
-    decisions: Decisions
-    n_records: int
-    started: float = 0.0  # perf_counter when its processing began
-    score_s: float = 0.0
-    decide_s: float = 0.0
-    offsets: list[TopicPartition] = field(default_factory=list)  # its input offsets
-
-
-@dataclass(frozen=True, slots=True)
-class _Scoring:
-    """A prepared batch whose model call runs on the scorer thread."""
-
-    future: Future[tuple[BatchScores, float]]  # (scores, seconds the call took)
-    prepared: Prepared
-    records: list[InputRecord]
-    started: float  # perf_counter when its processing began
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class DetectorService:
-    """One detector instance: owns the Kafka clients, the core and the metrics."""
-
-    def __init__(self, settings: DetectorSettings, scorer: Scorer, core: BatchDecider) -> None:
-        self.settings = settings
-        self.scorer = scorer
-        self.core = core
-        self.metrics = DetectorMetrics()
-        self._stop = threading.Event()
-        self.io = KafkaIO(
-            settings, on_assign=self._on_assign, on_revoke=self._on_revoke, stop=self._stop
-        )
-        self.health: HealthServer | None = None
-        # What /healthz and /readyz answer (detector.health); the watch probes the broker.
-        self.health_state = HealthTracker(settings.health, time.monotonic())
-        self.metrics.bind_health(self.health_state, time.monotonic)
-        self.watch: BrokerWatch | None = None
-        # Committed since start: the stop log line reports these.
-        self.totals = {"scored": 0, "dead_letters": 0, "alerts": 0, "events": 0}
-        m = core.manifest
-        self._empty = BatchScores.empty(m.window_size, m.n_channels)
-        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher")
-        self._inflight: _InFlight | None = None
-        # TensorFlow releases the GIL while the model runs, so a batch is scored on this
-        # thread while the loop decides the one before and reads the one after.
-        self._scorer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
-        self._scoring: _Scoring | None = None
-        self._failed_on_revoke: PublishError | None = None
-        self._closing = False
-        self._attempt = 0
-        self._restore_stopped = False  # a stop came before assigned state was restored
-        # --stop-when-idle counts from the first assignment, not from start-up: a slow
-        # start (group join, state restore) is not idleness.
-        self._assigned_at: float | None = None
-        self._records_read = 0
-        self._dead_letter_reasons: Counter[str] = Counter()
-        self._dead_letter_watch = DeadLetterWatch()  # dead letters said in the log
-        self._summary = {"batches": 0, "windows": 0, "alerts": 0, "dead_letters": 0, "flagged": 0}
-        self._minute = {"flagged": 0, "scored": 0}
-        self._minute_start = self._last_log = time.monotonic()
-        self.metrics.target_far.set(settings.threshold.target_far)
-
-    @classmethod
-    def from_bundle(cls, settings: DetectorSettings) -> DetectorService:
-        """Load the bundle (TensorFlow), warm it up and build the service."""
+    Raises:
+        BundleError: the bundle cannot be loaded.
+    """
+    if scorer is None:
         from detector.model import load_bundle
 
         loaded = load_bundle(settings.bundle)
@@ -157,19 +93,125 @@ class DetectorService:
             batch_sizes=sizes,  # compiled now; larger ones when they first occur
             seconds=round(time.monotonic() - started, 2),
         )
-        return cls(settings, loaded, build_decider(settings, loaded.manifest))
+        scorer, manifest = loaded, loaded.manifest
+    elif manifest is None:
+        raise TypeError("build_service needs the manifest of the scorer it is given")
+    core = build_decider(
+        manifest,
+        settings.threshold,
+        settings.lifecycle,
+        max_message_bytes=settings.max_message_bytes,
+        state_interval_ms=int(settings.state_interval_s * 1000),
+    )
+    return DetectorService(settings, scorer, core, io=io, observer=observer, stop=stop)
 
-    # -- partitions -----------------------------------------------------------------------
 
-    def _on_assign(self, partitions: list[int]) -> None:
-        started = time.monotonic()
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DetectorService:
+    """One detector instance: owns its Kafka edge, the core, the metrics and the loop.
+
+    Use it as a context manager (``with build_service(...) as service``): leaving the block
+    closes the edge's clients and the threads even if :meth:`start` failed.
+
+    Args:
+        settings: the process's settings.
+        scorer: the model (called once per batch, on the scorer thread).
+        core: the pure decider (:func:`detector.core.build_decider`).
+        io: builds the Kafka edge, given :meth:`on_assign`, :meth:`on_revoke` and the stop
+            event (:class:`~detector.kafka_io.KafkaIO` by default).
+        observer: told of every committed transaction after the service's own observers
+            (metrics and log lines: :mod:`detector.batch_report`).
+        stop: the event :meth:`request_stop` sets; back-off waits wait on it.
+    """
+
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        scorer: Scorer,
+        core: BatchDecider,
+        *,
+        io: EdgeFactory | None = None,
+        observer: BatchObserver | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.core = core
+        self.metrics = DetectorMetrics()
+        self._stop = stop if stop is not None else threading.Event()
+        self.io = (io or KafkaIO)(
+            settings, on_assign=self.on_assign, on_revoke=self.on_revoke, stop=self._stop
+        )
+        self.run_totals = RunTotals()
+        # Committed since start: the stop log line reports these.
+        self.totals = self.run_totals.counts
+        observers: list[BatchObserver] = [
+            BatchReporter(self.metrics, settings.log_interval_s),
+            self.run_totals,
+        ]
+        if observer is not None:
+            observers.append(observer)
+        self.health: HealthServer | None = None
+        # What /healthz and /readyz answer (detector.health); the watch probes the broker.
+        self.health_state = HealthTracker(settings.health, time.monotonic())
+        self.metrics.bind_health(self.health_state, time.monotonic)
+        self.watch: BrokerWatch | None = None
+        self.pipeline = BatchPipeline(
+            scorer,
+            core,
+            self.io,
+            observers,
+            self.health_state,
+            self.metrics,
+            self._stop,
+            self._take_up,
+        )
+        self._closing = False
+        self._closed = False
+        self._stopped_while_restoring = False  # then nothing assigned may be decided
+        # --stop-when-idle counts from the first assignment, not from start-up: a slow
+        # start (group join, state restore) is not idleness.
+        self._assigned_at: float | None = None
+        self._records_read = 0
+        self.metrics.target_far.set(settings.threshold.target_far)
+
+    def __enter__(self) -> DetectorService:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()  # run() closed already, or it never ran (start failed, say)
+
+    # -- partitions: the edge's rebalance callbacks, on the consuming thread -----------------
+
+    def on_assign(self, partitions: list[int]) -> None:
+        """Partitions assigned: restore their committed state, then report consuming."""
+        self._take_up(partitions)
+
+    def on_revoke(self, partitions: list[int]) -> None:
+        """Partitions revoked: commit what is in hand of them, hand over their state."""
+        self.health_state.forget_input()  # what was read from them is not ours to commit
+        # The batches being scored and published hold offsets of these partitions: let them
+        # finish before they go (a failure is handled by the loop, which rewinds what is left),
+        # then hand over their state as it stands after them.
+        pipeline = self.pipeline
+        if pipeline.commit_all_in_hand(recover=False) and not self._closing:
+            pipeline.publish_unsaved_state(set(partitions), recover=False)
+        gone = self.core.drop_partitions(set(partitions))
+        log.info("state_dropped", partitions=partitions, sources=len(gone))
+
+    def _take_up(self, partitions: list[int]) -> bool:
+        """Restore these partitions' state and report consuming; False if a stop came first."""
         if self._assigned_at is None:
-            self._assigned_at = started
-        if not self._restore(partitions):
-            return  # stopping: the loop decides nothing more
+            self._assigned_at = time.monotonic()
+        if not self._restore_state(partitions):
+            return False  # stopping: the loop decides nothing more
         self.health_state.set_consuming(True, time.monotonic())
+        return True
 
-    def _restore(self, partitions: list[int]) -> bool:
+    def _restore_state(self, partitions: list[int]) -> bool:
         """Load these partitions' committed state into the core, retrying with back-off
         while the state topic cannot be read to its end (the broker down or loading);
         False if a stop came first (then nothing of them may be decided)."""
@@ -185,7 +227,7 @@ class DetectorService:
                     "state_restore_failed", partitions=partitions, error=str(exc), retry_in_s=delay
                 )
                 if self._stop.wait(delay):
-                    self._restore_stopped = True
+                    self._stopped_while_restoring = True
                     return False
         restored = sum(self.core.restore(key, data, part) for key, (part, data) in state.items())
         log.info(
@@ -195,16 +237,6 @@ class DetectorService:
             seconds=round(time.monotonic() - started, 3),
         )
         return True
-
-    def _on_revoke(self, partitions: list[int]) -> None:
-        self.health_state.forget_input()  # what was read from them is not ours to commit
-        # The batches being scored and published hold offsets of these partitions: let them
-        # finish before they go (a failure is handled by the loop, which rewinds what is left),
-        # then hand over their state as it stands after them.
-        if self._drain(recover=False) and not self._closing:
-            self._write_unsaved(set(partitions), recover=False)
-        gone = self.core.drop_partitions(set(partitions))
-        log.info("state_dropped", partitions=partitions, sources=len(gone))
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -258,20 +290,16 @@ class DetectorService:
     def run(self) -> int:
         """Process batches until stopped or idle; returns the process exit code.
 
-        Under backlog (full batches) the loop is a three-stage pipeline, one batch per stage:
-        batch N+1 is scored on the scorer thread (TensorFlow releases the GIL) while batch N
-        is decided here and the next one read and decoded, and batch N-1's transaction
-        (produce, send offsets, commit: mostly waiting for the broker) runs on the publisher
-        thread. Decisions stay in stream order, and N is published only after N-1 committed,
-        with its own offsets (:func:`~detector.kafka_io.offsets_after`), so outputs and
-        offsets stay paired batch by batch; if N-1 fails, what was decided or scored behind
-        it is dropped with the state it touched, and replayed from the committed offsets.
-        Smaller batches (no backlog) are scored and decided at once, and the next one is
-        read and decided while their transaction commits.
+        Each batch read goes to the pipeline (:mod:`detector.batch_pipeline`: scored on its
+        scorer thread, decided here, published on its publisher thread), which answers False
+        when a batch before it failed and the input was rewound: what the loop holds is then
+        read again. Once a second, idle episodes are swept (their resolutions published in a
+        transaction of their own); a quiet stream's last batch commits when a consume comes
+        back empty.
         """
         s = self.settings
-        last_input = last_sweep = last_lag = self._last_log = time.monotonic()
-        self._minute_start = time.monotonic()
+        pipeline = self.pipeline
+        last_input = last_sweep = last_gauges = time.monotonic()
         # TensorFlow and Keras leave ~400k long-lived objects that every full collection
         # would walk again; the loop allocates enough per batch to trigger collections often.
         # Freezing moves what exists now out of the collector's sight (measured: 5.6 -> 0.2
@@ -283,27 +311,23 @@ class DetectorService:
             while not self._stop.is_set():
                 self.health_state.beat(time.monotonic())
                 records = self.io.consume(s.max_batch, s.max_wait_s)
-                if self._restore_stopped:
+                if self._stopped_while_restoring:
                     break  # stopped while restoring an assignment's state: decide nothing
-                if self._failed_on_revoke is not None:
-                    exc, self._failed_on_revoke = self._failed_on_revoke, None
-                    self._recover(exc)
+                if pipeline.rewind_after_revoke():
                     continue  # records consumed before the rewind are read again
                 mono = time.monotonic()
                 if mono - last_sweep >= 1.0:
                     last_sweep = mono
-                    if not self._drain():
+                    if not pipeline.commit_all_in_hand():
                         continue
                     swept = self.core.sweep_idle(_now_ms())
-                    if swept.alerts:
-                        self._inflight = _InFlight(self._submit(swept, [], []), None, swept, 0)
-                        if not self._settle():
-                            continue
-                if mono - last_lag >= 10.0:
-                    last_lag = mono
-                    self._update_lag()
+                    if swept.alerts and not pipeline.publish_alone(swept):
+                        continue
+                if mono - last_gauges >= GAUGES_INTERVAL_S:
+                    last_gauges = mono
+                    self._refresh_gauges()
                 if not records:
-                    if not self._drain():  # a quiet stream's last batch commits now
+                    if not pipeline.commit_all_in_hand():  # a quiet stream's last batch commits
                         continue
                     idle_s = self._idle_s(mono, last_input)
                     if s.stop_when_idle_s is not None and idle_s >= s.stop_when_idle_s:
@@ -313,14 +337,8 @@ class DetectorService:
                 last_input = mono
                 self.health_state.consumed(mono)
                 self._records_read += len(records)
-                started = time.perf_counter()
-                prepared = self.core.prepare(records)
-                scoring = _Scoring(
-                    self._scorer_thread.submit(self._score, prepared), prepared, records, started
-                )
-                if not self._decide_scored():  # the batch before this one
-                    continue  # it was rolled back: this one is read again
-                self._scoring = scoring
+                if not pipeline.take(records):
+                    continue  # the batch before it was rolled back: this one is read again
                 if len(records) < s.max_batch:
                     # No backlog: decide now and hand the batch to the publisher without
                     # waiting for its commit; the next batch is read, scored and decided
@@ -329,11 +347,11 @@ class DetectorService:
                     # At 5k windows/s, exactly-once, 8 interleaved pairs of runs against
                     # the drain-each-batch loop on a noisy 2-core machine: median p99
                     # produce-to-alert 168 vs 193 ms, p50 57 vs 55 ms (runs varied 2-4x).
-                    self._decide_scored()
+                    pipeline.decide_and_publish_scored()
             # The batches in hand: commit them before leaving, then (only with
             # state_interval_s > 0) the threshold state they left unwritten.
-            if self._drain():
-                self._write_unsaved(None)
+            if pipeline.commit_all_in_hand():
+                pipeline.publish_unsaved_state(None)
         except Exception as exc:
             crash = exc
             raise
@@ -358,274 +376,21 @@ class DetectorService:
             "no_windows_scored",
             records_read=self._records_read,
             dead_letters=self.totals["dead_letters"],
-            top_dead_letter_reasons=dict(self._dead_letter_reasons.most_common(3)),
+            top_dead_letter_reasons=dict(self.run_totals.dead_letter_reasons.most_common(3)),
             assigned=self._assigned_at is not None,
             topic=self.settings.topics.windows,
         )
 
-    def _score(self, prepared: Prepared) -> tuple[BatchScores, float]:
-        """On the scorer thread: the batch's one model call, and how long it took."""
-        if not prepared.windows:
-            return self._empty, 0.0
-        t0 = time.perf_counter()
-        result = self.scorer.score(prepared.batch)
-        return result, time.perf_counter() - t0
-
-    def _decide_scored(self, *, recover: bool = True) -> bool:
-        """Decide the batch being scored (waiting for its scores) and hand it to the
-        publisher once the batch before it committed; False if that one failed and the
-        input was rewound (this batch is then dropped: it is read again)."""
-        scoring, self._scoring = self._scoring, None
-        if scoring is None:
-            return True
-        result, score_s = scoring.future.result()
-        t0 = time.perf_counter()
-        decisions = self.core.decide(scoring.prepared, result, _now_ms())
-        decide_s = time.perf_counter() - t0
-        if not self._settle(recover=recover):
-            return False
-        prepared = scoring.prepared
-        offsets = offsets_after(scoring.records)
-        future = self._submit(decisions, prepared.dead_letters, offsets)
-        self._inflight = _InFlight(
-            future,
-            prepared,
-            decisions,
-            len(scoring.records),
-            scoring.started,
-            score_s,
-            decide_s,
-            offsets,
-        )
-        return True
-
-    def _drain(self, *, recover: bool = True) -> bool:
-        """Decide, publish and commit everything in hand; False as :meth:`_settle`."""
-        return self._decide_scored(recover=recover) and self._settle(recover=recover)
-
-    def _write_unsaved(self, partitions: set[int] | None, *, recover: bool = True) -> bool:
-        """Publish the threshold state no batch carried yet (``state_interval_s`` > 0) of
-        these partitions (None: all), in a transaction of its own; every decided batch must
-        be committed first. False as :meth:`_settle`."""
-        unsaved = self.core.unsaved_state(partitions)
-        if not unsaved.threshold_states_due:
-            return True
-        self._inflight = _InFlight(self._submit(unsaved, [], []), None, unsaved, 0)
-        ok = self._settle(recover=recover)
-        if ok:
-            log.info("state_written", sources=len(unsaved.threshold_states_due))
-        return ok
-
-    def _submit(
-        self,
-        decisions: Decisions,
-        dead_letters: list[DeadLetter],
-        offsets: list[TopicPartition],
-    ) -> Future[tuple[float, float]]:
-        """Serialise a batch's outputs here (the core is not thread-safe) and publish them on
-        the publisher thread; the future's result is (seconds publishing took, perf_counter
-        when it was committed).
-
-        The consumer's group metadata is taken here, on the loop's thread (in a rebalance
-        callback too): the publisher thread must never touch the consumer, which a callback
-        holds while it waits for that thread.
-        """
-        now_ms = _now_ms()
-        alert_msgs = [
-            (a.source_id.encode(), a.model_dump_json().encode()) for a in decisions.alerts
-        ]
-        event_msgs = [(e.source_id.encode(), encode_event(e)) for e in decisions.events]
-        states = self.core.state_records(decisions)
-        group_metadata = self.io.group_metadata()
-        return self._publisher.submit(
-            self._publish,
-            alert_msgs,
-            event_msgs,
-            dead_letters,
-            states,
-            now_ms,
-            offsets,
-            group_metadata,
-        )
-
-    def _publish(self, *args: Any) -> tuple[float, float]:
-        """On the publisher thread: :meth:`KafkaIO.publish`, timed."""
-        t0 = time.perf_counter()
-        self.io.publish(*args)
-        done = time.perf_counter()
-        return done - t0, done
+    def _refresh_gauges(self) -> None:
+        """Consumer lag and threshold gauges (:func:`~detector.batch_report.report_gauges`)."""
+        try:
+            report_gauges(self.metrics, self.health_state, self.io.lag(), self.core.bank)
+        except Exception as exc:
+            log.debug("lag_update_failed", error=str(exc))
 
     def _on_broker_error(self, code: str, text: str, all_brokers_down: bool) -> None:
         if self.watch is not None:
             self.watch.on_error(code, text, all_brokers_down)
-
-    def _settle(self, *, recover: bool = True) -> bool:
-        """Wait for the batch being published; False if it failed and the input was rewound
-        (``recover=False``, inside a rebalance callback: the loop rewinds after it).
-
-        Raises:
-            PublishError: a failure that retrying cannot fix (fenced, fatal), or any failure
-                while stopping.
-        """
-        inflight, self._inflight = self._inflight, None
-        if inflight is None:
-            return True
-        try:
-            publish_s, committed_at = inflight.future.result()
-            self.io.commit_offsets(inflight.offsets)  # at-least-once: here, never there
-        except PublishError as exc:
-            if recover:
-                self._recover(exc)
-            else:
-                self._failed_on_revoke = exc
-            return False
-        self._attempt = 0
-        if inflight.prepared is not None:  # input offsets (not a sweep's, a state write's)
-            self.health_state.committed(time.monotonic())
-        self.metrics.publish_seconds.observe(publish_s)
-        self._published(inflight, publish_s, committed_at)
-        return True
-
-    def _recover(self, exc: PublishError) -> None:
-        """After an aborted batch: back off, rewind to the committed offsets, reload state.
-
-        A failed rewind (e.g. ``NOT_COORDINATOR`` while a restarted broker loads) is retried
-        with back-off, and the restore retries itself, until they succeed.
-
-        Raises:
-            PublishError: ``exc``, if it is not retriable or a stop came first.
-        """
-        if not exc.retriable:
-            raise exc
-        self._scoring = None  # read again after the rewind
-        self.metrics.publish_retries.inc()
-        error: Exception = exc
-        while True:
-            self._attempt += 1
-            delay = min(RETRY_MAX_S, 0.5 * 2 ** min(self._attempt, 6))
-            log.warning(
-                "publish_failed" if error is exc else "rewind_failed",
-                error=str(error),
-                retry_in_s=delay,
-                attempt=self._attempt,
-            )
-            if self._stop.wait(delay):
-                raise exc
-            # Outputs were aborted: replay from the committed offsets with the state as it
-            # was committed (which also undoes what later, unpublished batches changed).
-            try:
-                self.io.rewind_to_committed()
-            except (KafkaException, KafkaUnavailableError) as rewind_exc:
-                error = rewind_exc
-                continue
-            parts = self.io.assigned_partitions()
-            self.core.drop_partitions(set(parts))
-            self._on_assign(parts)
-            if self._restore_stopped:
-                raise exc
-            return
-
-    def _published(self, inflight: _InFlight, publish_s: float, committed_at: float) -> None:
-        """Metrics and the batch log line for a committed batch (``committed_at``: its
-        perf_counter time; the loop may take in the outcome later, behind the next batch)."""
-        decisions = inflight.decisions
-        prepared = inflight.prepared
-        if prepared is None:  # idle-episode sweep
-            self._count_outputs(decisions)
-            return
-        elapsed = committed_at - inflight.started
-        self._record(prepared, decisions, inflight.score_s, elapsed)
-        summary = self._summary
-        summary["batches"] += 1
-        summary["windows"] += inflight.n_records
-        summary["alerts"] += len(decisions.alerts)
-        summary["dead_letters"] += len(prepared.dead_letters)
-        summary["flagged"] += decisions.flagged
-        self._minute["flagged"] += decisions.flagged
-        self._minute["scored"] += len(prepared.windows)
-        mono = time.monotonic()
-        if mono - self._minute_start >= 60 and self._minute["scored"]:
-            self.metrics.flag_rate.set(self._minute["flagged"] / self._minute["scored"])
-            self._minute = {"flagged": 0, "scored": 0}
-            self._minute_start = mono
-        noteworthy = decisions.alerts or prepared.dead_letters or decisions.events
-        if noteworthy or mono - self._last_log >= self.settings.log_interval_s:
-            log.info(
-                "batch",
-                **summary,
-                last_batch=inflight.n_records,
-                score_ms=round(inflight.score_s * 1000, 2),
-                decide_ms=round(inflight.decide_s * 1000, 2),
-                publish_ms=round(publish_s * 1000, 2),
-                batch_ms=round(elapsed * 1000, 2),
-                open_episodes=self.core.tracker.open_count(),
-            )
-            self._summary = dict.fromkeys(summary, 0)
-            self._last_log = mono
-
-    def _record(
-        self, prepared: Prepared, decisions: Decisions, score_s: float, elapsed: float
-    ) -> None:
-        m = self.metrics
-        n_ok = len(prepared.windows)
-        self.totals["scored"] += n_ok
-        self.totals["dead_letters"] += len(prepared.dead_letters)
-        self._dead_letter_reasons.update(dl.reason for dl in prepared.dead_letters)
-        for line in self._dead_letter_watch.observe(
-            [(dl.reason, dl.detail) for dl in prepared.dead_letters], n_ok, time.monotonic()
-        ):
-            getattr(log, line.level)(line.event, **line.fields)
-        self._count_outputs(decisions)
-        m.windows.labels(outcome="scored").inc(n_ok)
-        if prepared.dead_letters:
-            m.windows.labels(outcome="dead_letter").inc(len(prepared.dead_letters))
-            for dl in prepared.dead_letters:
-                m.dead_letters.labels(reason=dl.reason).inc()
-        m.flagged.inc(decisions.flagged)
-        m.batch_size.observe(len(prepared.records) + len(prepared.dead_letters))
-        m.score_seconds.observe(score_s)
-        m.batch_seconds.observe(elapsed)
-        if prepared.windows:
-            oldest = min(w.event_time_ms for w in prepared.windows)
-            m.event_lag.observe(max(0.0, (_now_ms() - oldest) / 1000))
-
-    def _count_outputs(self, decisions: Decisions) -> None:
-        for alert in decisions.alerts:
-            self.metrics.alerts.labels(state=alert.state.value).inc()
-        for event in decisions.events:
-            self.metrics.events.labels(type=event.type).inc()
-        self.totals["alerts"] += len(decisions.alerts)
-        self.totals["events"] += len(decisions.events)
-
-    def _update_lag(self) -> None:
-        try:
-            consumer = self.io.consumer
-            assignment = consumer.assignment()
-            total = 0
-            for tp in consumer.position(assignment):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=1, cached=False)
-                if tp.offset >= 0:
-                    total += max(0, high - tp.offset)
-                    self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(
-                        max(0, high - tp.offset)
-                    )
-            self.health_state.set_lag(total, time.monotonic())
-            bank = self.core.bank
-            sources = bank.sources()
-            self.metrics.sources.set(len(sources))
-            self.metrics.threshold.labels(source="_global").set(bank.global_info.value)
-            for source in sources[:50]:
-                st = bank.stats(source)
-                age = st.calibration_age_ms
-                self.metrics.set_source(
-                    source,
-                    st.threshold,
-                    st.flag_rate,
-                    age / 1000 if age is not None else None,
-                    st.drift_statistic,
-                )
-        except Exception as exc:
-            log.debug("lag_update_failed", error=str(exc))
 
     def close(self, crash: Exception | None = None) -> None:
         """Let the batch being published finish, leave the group, flush, stop serving.
@@ -639,15 +404,23 @@ class DetectorService:
             log.error(
                 "detector_crashed", error=f"{type(crash).__name__}: {crash}"[:1000], **self.totals
             )
-        self._closing = True  # the revoke that closing triggers publishes nothing more
-        self._scorer_thread.shutdown(wait=True)
-        self._publisher.shutdown(wait=True)  # its outcome is taken in on_revoke during close
-        gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
-        self.health_state.set_consuming(False, time.monotonic())
-        self.io.close()
-        if self.watch is not None:
-            self.watch.stop()
-        if self.health is not None:
-            self.health.stop()
+        self._release()
         if crash is None:
             log.info("detector_stopped", **self.totals)
+
+    def _release(self) -> None:
+        """Stop the threads, close the edge's clients, stop serving; once, whatever failed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = True  # the revoke that closing triggers publishes nothing more
+        try:
+            self.pipeline.close()
+            gc.unfreeze()  # undo run()'s freeze: in-process users (tests, bench) go on collecting
+            self.health_state.set_consuming(False, time.monotonic())
+            self.io.close()
+        finally:
+            if self.watch is not None:
+                self.watch.stop()
+            if self.health is not None:
+                self.health.stop()

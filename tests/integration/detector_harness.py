@@ -11,9 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from detector.bundle import Manifest
-from detector.core import Scorer
-from detector.service import DetectorService, build_decider
+from detector.service import DetectorService
 from detector.settings import DetectorSettings
 from tests.kafka_helpers import unique_name, wait_until
 
@@ -43,12 +41,6 @@ def settings_for(bootstrap: str, **overrides: Any) -> DetectorSettings:
         else:
             base[key] = value
     return DetectorSettings(_env_file=None, **base)  # type: ignore[call-arg]
-
-
-def build_service(
-    settings: DetectorSettings, manifest: Manifest, scorer: Scorer
-) -> DetectorService:
-    return DetectorService(settings, scorer, build_decider(settings, manifest))
 
 
 @contextlib.contextmanager

@@ -23,9 +23,9 @@ from detector.alerts import Alert, AlertState
 from detector.backtest import backtest_file
 from detector.datafile import read_windows
 from detector.events import parse_event
-from detector.kafka_io import read_committed_to_end
+from detector.kafka_state import read_committed_to_end
 from detector.messages import decode_window
-from detector.service import DetectorService
+from detector.service import build_service
 from producer.__main__ import main as producer_main
 from tests.integration.detector_harness import running, settings_for, wait_committed
 from tests.kafka_helpers import consume_records, unique_name
@@ -131,7 +131,7 @@ def test_streamed_alerts_and_events_are_the_backtests(
         lifecycle={"shift_after_windows": SHIFT_AFTER},
     )
     assert s.threshold.method == "adaptive"
-    service = DetectorService.from_bundle(s)
+    service = build_service(s)
     with running(service):
         wait_committed(kafka_bootstrap, s.group_id, topic, 1, n, timeout_s=120)
     alert_msgs = _read_to_end(kafka_bootstrap, s.topics.alerts)

@@ -8,8 +8,8 @@ import pytest
 
 from detector.alerts import Alert, AlertState
 from detector.messages import H_CONTENT_TYPE, encode_binary, encode_json
+from detector.service import build_service
 from tests.integration.detector_harness import (
-    build_service,
     produce,
     running,
     settings_for,
@@ -31,7 +31,7 @@ def _window(source: str, seq: int, level: float, binary: bool = False):
 
 def test_malformed_records_go_to_dead_letters_and_the_rest_is_scored(kafka_bootstrap: str) -> None:
     s = settings_for(kafka_bootstrap, max_message_bytes=4096)
-    service = build_service(s, make_manifest(), MeanScorer())
+    service = build_service(s, MeanScorer(), make_manifest())
     good = [_window(f"src-{i % 3}", i, 0.1, binary=i % 2 == 1) for i in range(40)]
     nan_value, nan_headers = encode_binary("src-0", 99, 0, np.full(8, np.inf))
     bad = [
@@ -82,7 +82,7 @@ def test_a_burst_from_one_source_is_one_episode(kafka_bootstrap: str) -> None:
     s = settings_for(
         kafka_bootstrap, lifecycle={"resolve_after_windows": 4, "ongoing_interval_s": 5}
     )
-    service = build_service(s, make_manifest(), MeanScorer())
+    service = build_service(s, MeanScorer(), make_manifest())
     levels = [0.1] * 10 + [2.0 + 0.1 * i for i in range(30)] + [0.1] * 10
     records = [_window("pump-7", i, lvl) for i, lvl in enumerate(levels)]
     records += [_window("pump-8", i, 0.1) for i in range(50)]
@@ -114,7 +114,7 @@ def test_at_least_once_mode_publishes_and_commits_without_transactions(
     kafka_bootstrap: str,
 ) -> None:
     s = settings_for(kafka_bootstrap, delivery="at-least-once")
-    service = build_service(s, make_manifest(), MeanScorer())
+    service = build_service(s, MeanScorer(), make_manifest())
     assert not service.io.exactly_once
     records = [_window("a", i, 3.0 if 5 <= i < 8 else 0.1) for i in range(20)]
     with running(service):
@@ -137,7 +137,7 @@ def test_metrics_health_and_readiness_endpoints(kafka_bootstrap: str) -> None:
 
     port = free_port()
     s = settings_for(kafka_bootstrap, metrics_port=port, metrics_host="127.0.0.1")
-    service = build_service(s, make_manifest(), MeanScorer())
+    service = build_service(s, MeanScorer(), make_manifest())
 
     def get(path: str) -> tuple[int, str]:
         try:
@@ -169,7 +169,7 @@ def test_alerts_command_prints_readable_lines(kafka_bootstrap: str) -> None:
     from detector.follow import follow_alerts
 
     s = settings_for(kafka_bootstrap, lifecycle={"resolve_after_windows": 2})
-    service = build_service(s, make_manifest(), MeanScorer())
+    service = build_service(s, MeanScorer(), make_manifest())
     records = [_window("pump-3", i, 2.5 if 3 <= i < 6 else 0.1) for i in range(12)]
     with running(service):
         produce(kafka_bootstrap, s.topics.windows, records)

@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import Producer
 
 from detector.messages import H_EVENT_TIME_MS, encode_binary, encode_json
+from detector.service import build_service
 from tests.integration.detector_harness import (
-    build_service,
     produce,
     running,
     settings_for,
@@ -58,7 +58,7 @@ def _produce_big(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
 def test_poison_pills_are_dead_lettered_and_the_stream_goes_on(kafka_bootstrap: str) -> None:
     s = settings_for(kafka_bootstrap, topics={"partitions": 1})
     create_topic(kafka_bootstrap, s.topics.windows, 1, {"max.message.bytes": str(BIG_TOPIC_BYTES)})
-    service = build_service(s, make_manifest(), MeanScorer())
+    service = build_service(s, MeanScorer(), make_manifest())
     junk = bytes(range(256)) * (1_040_000 // 256) + b"j" * (1_040_000 % 256)
     huge = b"{" + b"x" * 7_000_000
     far_json = orjson.dumps(

@@ -7,8 +7,8 @@ import pytest
 
 from detector.alerts import Alert, AlertState
 from detector.messages import encode_json
+from detector.service import build_service
 from tests.integration.detector_harness import (
-    build_service,
     produce,
     running,
     settings_for,
@@ -49,7 +49,7 @@ def test_threshold_and_episode_come_back_after_a_restart(kafka_bootstrap: str) -
     before = _stream("pump-1", normals + [3.0] * 3)
     after = _stream("pump-1", [3.0] * 3, start_seq=len(before))
 
-    first = build_service(s, make_manifest(), MeanScorer())
+    first = build_service(s, MeanScorer(), make_manifest())
     with running(first):
         produce(kafka_bootstrap, s.topics.windows, before)
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(before))
@@ -61,7 +61,7 @@ def test_threshold_and_episode_come_back_after_a_restart(kafka_bootstrap: str) -
     assert last_before.threshold.scope == "source"
     assert last_before.threshold.value < 0.9  # it learnt the source, away from the bundle's 1.0
 
-    second = build_service(s, make_manifest(), MeanScorer())
+    second = build_service(s, MeanScorer(), make_manifest())
     with running(second):
         produce(kafka_bootstrap, s.topics.windows, after)
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(before) + len(after))
@@ -85,7 +85,7 @@ def test_state_follows_partitions_when_a_second_detector_joins(kafka_bootstrap: 
         levels = rng.uniform(0.0, 0.4 + 0.1 * partition, size=400).tolist()
         records += [(partition, r) for r in _stream(source, levels)]
 
-    a = build_service(s, make_manifest(), MeanScorer())
+    a = build_service(s, MeanScorer(), make_manifest())
     with running(a):
         from confluent_kafka import Producer
 
@@ -98,7 +98,7 @@ def test_state_follows_partitions_when_a_second_detector_joins(kafka_bootstrap: 
         assert all(info.scope == "source" for info in learnt.values())
 
         b_settings = s.model_copy(update={"instance_id": s.instance_id + "-b"})
-        b = build_service(b_settings, make_manifest(), MeanScorer())
+        b = build_service(b_settings, MeanScorer(), make_manifest())
         with running(b):
             wait_until(
                 lambda: (

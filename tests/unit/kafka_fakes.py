@@ -1,5 +1,6 @@
 """Plain fakes of the confluent-kafka clients, for the real :class:`~detector.kafka_io.KafkaIO`
-in unit tests (no broker, no Mock).
+in unit tests (no broker, no Mock). :class:`FakeClients` hands them to ``KafkaIO`` through its
+public ``create_client`` seam.
 
 :class:`FakeConsumer` keeps the one property of confluent-kafka's consumer that a threaded
 caller must respect: a rebalance callback runs on the consuming thread, inside ``consume``,
@@ -13,20 +14,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from detector.core import InputRecord
-from detector.kafka_io import H_INPUT_PARTITION, KafkaIO
+from detector.kafka_io import KafkaIO
+from detector.kafka_state import H_INPUT_PARTITION
 
 __all__ = [
     "ConsumerHandleHeldError",
+    "FakeAdmin",
     "FakeBroker",
+    "FakeClients",
     "FakeConsumer",
     "FakeMessage",
     "FakeProducer",
+    "InstantStop",
     "ScriptedIO",
     "kafka_error",
 ]
@@ -309,6 +317,75 @@ class FakeProducer:
         return 0
 
 
+class InstantStop(threading.Event):
+    """A stop event whose back-off waits return at once (True only if it is set)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.is_set()
+
+
+class _EveryTopic(dict[str, Any]):
+    """Topic metadata in which any name asked for exists (iterating lists none)."""
+
+    def __init__(self, partitions: int) -> None:
+        super().__init__()
+        self._meta = SimpleNamespace(partitions=dict.fromkeys(range(partitions)), error=None)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._meta
+
+
+class FakeAdmin:
+    """An admin client of a one-broker cluster where every topic has ``partitions``
+    partitions; listing names none, and creating one succeeds."""
+
+    def __init__(self, partitions: int = 1) -> None:
+        self.partitions = partitions
+        self.created: list[str] = []
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        return SimpleNamespace(brokers={1: "fake"}, topics=_EveryTopic(self.partitions))
+
+    def create_topics(self, topics: list[Any], operation_timeout: float = -1) -> Any:
+        done: dict[str, Future[None]] = {}
+        for topic in topics:
+            self.created.append(topic.topic)
+            done[topic.topic] = Future()
+            done[topic.topic].set_result(None)
+        return done
+
+
+@dataclass
+class FakeClients:
+    """``create_client`` for :class:`KafkaIO`: the next fake of the kind asked for.
+
+    ``consumers`` and ``producers`` are handed out in order (a replaced client takes the
+    next one); ``configs`` keeps the options each producer was created with (its
+    ``error_cb`` is librdkafka's error callback).
+    """
+
+    broker: FakeBroker
+    consumers: list[FakeConsumer] = field(default_factory=list)
+    producers: list[FakeProducer] = field(default_factory=list)
+    admin: FakeAdmin = field(default_factory=FakeAdmin)
+    configs: list[dict[str, Any]] = field(default_factory=list)
+    created: list[Any] = field(default_factory=list)
+
+    def __call__(self, kind: type[Any], conf: dict[str, Any]) -> Any:
+        client: Any
+        if kind is Consumer:
+            client = self.consumers.pop(0)
+        elif kind is Producer:
+            self.configs.append(conf)
+            client = self.producers.pop(0) if self.producers else FakeProducer(self.broker)
+        elif kind is AdminClient:
+            client = self.admin
+        else:
+            raise AssertionError(f"no fake for {kind}")
+        self.created.append(client)
+        return client
+
+
 class ScriptedIO(KafkaIO):
     """The real KafkaIO over a fake consumer and producer; state is read back from the
     committed outputs (the real read_state reads the state topic with clients of its own)."""
@@ -319,7 +396,7 @@ class ScriptedIO(KafkaIO):
         self, partitions: list[int], timeout_s: float = 30.0
     ) -> dict[str, tuple[int, bytes]]:
         latest: dict[str, tuple[int, bytes]] = {}
-        for key, value, headers in self.broker.records(self._s.topics.state):
+        for key, value, headers in self.broker.records(self.settings.topics.state):
             part = int(dict(headers)[H_INPUT_PARTITION])
             if part not in partitions or key is None:
                 continue

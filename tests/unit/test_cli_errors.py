@@ -183,9 +183,13 @@ def test_every_detector_client_reports_a_bad_option_as_configuration() -> None:
         _env_file=None, kafka={"bootstrap_servers": "127.0.0.1:9", "extra": {"linger.ms": "x"}}
     )
     io = KafkaIO(settings)
-    for role in ("admin", "consumer", "producer"):
+    for client in (
+        lambda: io.topics.admin,
+        lambda: io.input.consumer,
+        lambda: io.publisher.producer,
+    ):
         with pytest.raises(ConfigError, match="invalid Kafka configuration: Invalid value"):
-            getattr(io, role)
+            client()
 
 
 def test_the_producer_reports_a_bad_option_the_same_way(

@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from detector.broker_watch import BrokerWatch
 from detector.health import HealthSettings, HealthTracker
 from detector.metrics import DetectorMetrics, HealthServer
-from detector.service import DetectorService, build_decider
+from detector.service import DetectorService, build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 from tests.unit.test_service_pipeline import ScriptedKafka
@@ -399,7 +399,7 @@ class HangingKafka(ScriptedKafka):
         super().publish(*args, **kwargs)  # type: ignore[arg-type]
 
 
-def _service(**extra: Any) -> DetectorService:
+def _service(kafka: ScriptedKafka, **extra: Any) -> DetectorService:
     s = DetectorSettings(
         _env_file=None,
         bundle="unused",
@@ -408,15 +408,13 @@ def _service(**extra: Any) -> DetectorService:
         metrics_port=None,
         **extra,
     )
-    return DetectorService(s, MeanScorer(), build_decider(s, make_manifest()))
+    return build_service(s, MeanScorer(), make_manifest(), io=kafka.edge)
 
 
 def test_the_service_reports_reads_and_commits_and_is_not_ready_once_stopped() -> None:
-    service = _service(stop_when_idle_s=0.05)
-    service.io = ScriptedKafka([record(i, 0.1) for i in range(7)])  # type: ignore[assignment]
-    service._on_assign([0])
+    service = _service(ScriptedKafka([record(i, 0.1) for i in range(7)]), stop_when_idle_s=0.05)
     health = service.health_state
-    assert health.consuming
+    assert not health.consuming  # until the first consume assigns a partition
     assert service.run() == 0
     now = time.monotonic()
     assert not health.waiting()  # everything read was committed
@@ -426,11 +424,9 @@ def test_the_service_reports_reads_and_commits_and_is_not_ready_once_stopped() -
 
 
 def test_a_publish_that_hangs_shows_as_a_stall_and_then_a_stuck_loop() -> None:
-    service = _service(health={"stall_s": 30, "loop_stale_s": 90})
     kafka = HangingKafka([record(i, 0.1) for i in range(9)])
     kafka.release = threading.Event()
-    service.io = kafka  # type: ignore[assignment]
-    service._on_assign([0])
+    service = _service(kafka, health={"stall_s": 30, "loop_stale_s": 90})
     loop = threading.Thread(target=service.run, daemon=True)
     loop.start()
     try:

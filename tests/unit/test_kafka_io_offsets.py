@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from detector.errors import KafkaUnavailableError
-from detector.kafka_io import _watermarks
+from detector.kafka_state import watermarks
 
 
 class FlakyOffsets:
@@ -27,7 +27,7 @@ class FlakyOffsets:
 
 def test_a_refused_offset_query_is_retried_until_it_answers() -> None:
     consumer = FlakyOffsets(failures=2)
-    got = _watermarks(consumer, TopicPartition("state", 0), time.monotonic() + 10)  # type: ignore[arg-type]
+    got = watermarks(consumer, TopicPartition("state", 0), time.monotonic() + 10)  # type: ignore[arg-type]
     assert got == (3, 8)
     assert consumer.calls == 3
 
@@ -35,5 +35,5 @@ def test_a_refused_offset_query_is_retried_until_it_answers() -> None:
 def test_a_query_still_refused_at_the_deadline_is_a_clear_error() -> None:
     consumer = FlakyOffsets(failures=10**6)
     with pytest.raises(KafkaUnavailableError, match=r"offsets of state\[0\]"):
-        _watermarks(consumer, TopicPartition("state", 0), time.monotonic() + 0.5)  # type: ignore[arg-type]
+        watermarks(consumer, TopicPartition("state", 0), time.monotonic() + 0.5)  # type: ignore[arg-type]
     assert consumer.calls >= 2

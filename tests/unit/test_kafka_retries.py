@@ -12,15 +12,23 @@ import threading
 import time
 
 import pytest
+import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from detector.core import InputRecord
 from detector.errors import KafkaUnavailableError, PublishError
 from detector.kafka_io import KafkaIO
-from detector.service import DetectorService, build_decider
+from detector.service import DetectorService, build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
-from tests.unit.kafka_fakes import FakeBroker, FakeConsumer, FakeProducer, kafka_error
+from tests.unit.kafka_fakes import (
+    FakeBroker,
+    FakeClients,
+    FakeConsumer,
+    FakeProducer,
+    InstantStop,
+    kafka_error,
+)
 from tests.unit.test_service_pipeline import ScriptedKafka, _ids, _levels
 
 TIMED_OUT = KafkaError._TIMED_OUT
@@ -28,15 +36,20 @@ NOT_COORDINATOR = KafkaError.NOT_COORDINATOR
 
 
 def _io(
-    delivery: str = "exactly-once", stop: threading.Event | None = None
+    delivery: str = "exactly-once",
+    stop: threading.Event | None = None,
+    clients: FakeClients | None = None,
 ) -> tuple[KafkaIO, FakeProducer, FakeBroker]:
+    """The real KafkaIO over fakes (``clients``: its producers in the order it creates
+    them), back-off waits returning at once; the first producer and the broker."""
     settings = DetectorSettings(_env_file=None, bundle="unused", delivery=delivery)  # type: ignore[call-arg]
-    io = KafkaIO(settings, stop=stop)
-    broker = FakeBroker()
-    producer = FakeProducer(broker)
-    io._producer, io._n_state = producer, 1  # type: ignore[assignment]
-    io._stop.wait = lambda _s: io._stop.is_set()  # type: ignore[method-assign]  # no back-off
-    return io, producer, broker
+    if clients is None:
+        clients = FakeClients(FakeBroker())
+    if not clients.producers:
+        clients.producers.append(FakeProducer(clients.broker))
+    first = clients.producers[0]
+    io = KafkaIO(settings, stop=stop or InstantStop(), create_client=clients)
+    return io, first, clients.broker
 
 
 def _publish(io: KafkaIO) -> None:
@@ -70,15 +83,15 @@ def test_an_abortable_failure_is_aborted() -> None:
 def test_an_abort_that_fails_gets_the_producer_replaced() -> None:
     """After a broker restart librdkafka's abort can wait for messages it lost; the new
     producer's initialisation aborts the transaction on the coordinator instead."""
-    io, producer, broker = _io()
+    broker = FakeBroker()
     new = FakeProducer(broker)
-    io._create_producer = lambda: new  # type: ignore[method-assign]
+    io, producer, _ = _io(clients=FakeClients(broker, producers=[FakeProducer(broker), new]))
     producer.fail["commit_transaction"] = [kafka_error(KafkaError._INCONSISTENT, abortable=True)]
     producer.fail["abort_transaction"] = [kafka_error(TIMED_OUT, retriable=True)]
     with pytest.raises(PublishError) as failed:
         _publish(io)
     assert failed.value.retriable
-    assert io._producer is new and new.calls == ["init_transactions"]
+    assert io.publisher.producer is new and new.calls == ["init_transactions"]
     assert broker.committed == {} and broker.outputs == []
     _publish(io)
     assert broker.committed == {0: 7}
@@ -107,15 +120,15 @@ def test_a_fatal_error_is_not_retried() -> None:
 def test_an_abort_that_fails_fatally_but_not_fenced_gets_the_producer_replaced() -> None:
     """Seen after a broker restart: send_offsets failed, then the abort failed with a fatal
     INVALID_TXN_STATE. Only this producer instance is dead; a new one recovers the batch."""
-    io, producer, broker = _io()
+    broker = FakeBroker()
     new = FakeProducer(broker)
-    io._create_producer = lambda: new  # type: ignore[method-assign]
+    io, producer, _ = _io(clients=FakeClients(broker, producers=[FakeProducer(broker), new]))
     producer.fail["send_offsets_to_transaction"] = [kafka_error(KafkaError._TRANSPORT)]
     producer.fail["abort_transaction"] = [kafka_error(KafkaError.INVALID_TXN_STATE, fatal=True)]
     with pytest.raises(PublishError) as failed:
         _publish(io)
     assert failed.value.retriable
-    assert io._producer is new and new.calls == ["init_transactions"]
+    assert io.publisher.producer is new and new.calls == ["init_transactions"]
     _publish(io)
     assert broker.committed == {0: 7}
 
@@ -130,7 +143,7 @@ def test_a_fenced_abort_still_stops_the_detector() -> None:
 
 
 def test_a_stop_ends_the_retries_of_a_commit() -> None:
-    stop = threading.Event()
+    stop = InstantStop()
     io, producer, _ = _io(stop=stop)
     producer.fail["commit_transaction"] = [kafka_error(TIMED_OUT, retriable=True)] * 100
     stop.set()
@@ -158,11 +171,11 @@ class LoadingCoordinator(FakeConsumer):
 
 
 def test_a_rewind_refused_by_a_loading_coordinator_is_a_retriable_error() -> None:
-    io, _, broker = _io()
+    broker = FakeBroker()
     consumer = LoadingCoordinator(broker, [])
     consumer.subscribe(["windows"], on_assign=lambda *_: None)
     consumer.consume()  # assigned
-    io._consumer = consumer  # type: ignore[assignment]
+    io, _, _ = _io(clients=FakeClients(broker, consumers=[consumer]))
     with pytest.raises(KafkaUnavailableError, match=r"Not coordinator"):
         io.rewind_to_committed()
 
@@ -195,7 +208,7 @@ class FlakyRecovery(ScriptedKafka):
         return super().read_state(partitions)
 
 
-def _service(**settings: object) -> DetectorService:
+def _service(kafka: ScriptedKafka, stop: threading.Event, **settings: object) -> DetectorService:
     s = DetectorSettings(
         _env_file=None,  # type: ignore[call-arg]
         bundle="unused",
@@ -207,14 +220,11 @@ def _service(**settings: object) -> DetectorService:
         metrics_port=None,
         **settings,  # type: ignore[arg-type]
     )
-    return DetectorService(s, MeanScorer(), build_decider(s, make_manifest()))
+    return build_service(s, MeanScorer(), make_manifest(), io=kafka.edge, stop=stop)
 
 
 def _run(kafka: ScriptedKafka) -> DetectorService:
-    service = _service()
-    service.io = kafka  # type: ignore[assignment]
-    service._stop.wait = lambda _s: False  # type: ignore[method-assign]  # no back-off here
-    service._on_assign([0])
+    service = _service(kafka, InstantStop())  # no back-off here
     assert service.run() == 0
     return service
 
@@ -234,20 +244,28 @@ def test_a_failed_rewind_and_restore_are_retried_until_they_succeed() -> None:
     assert service.metrics.registry.get_sample_value("detector_publish_retries_total") == 1
 
 
+@pytest.mark.usefixtures("fresh_structlog")
 def test_a_stop_during_a_restore_decides_nothing_more() -> None:
     class DownForGood(ScriptedKafka):
+        def edge(self, settings: DetectorSettings, **_callbacks: object) -> ScriptedKafka:
+            return self  # the test assigns the partition itself, once
+
         def read_state(self, partitions: list[int]) -> dict[str, tuple[int, bytes]]:
             raise KafkaUnavailableError("the state topic cannot be read")
 
-    service = _service()
+    stop = InstantStop()
     kafka = DownForGood(_records())
-    service.io = kafka  # type: ignore[assignment]
-    service._stop.set()  # the restore's first back-off ends it
-    service._on_assign([0])
-    assert service._restore_stopped
-    service._stop.clear()
-    assert service.run() == 0  # leaves at once: nothing decided on state it does not have
+    service = _service(kafka, stop)
+    with structlog.testing.capture_logs() as logs:
+        stop.set()  # the restore's first back-off ends it
+        service.on_assign([0])
+        assert not service.health_state.consuming  # the partition was never taken up
+        stop.clear()
+        assert service.run() == 0  # leaves at once: nothing decided on state it does not have
     assert kafka.calls == 0 and kafka.position <= 3
+    assert service.totals["scored"] == 0
+    assert [e["partitions"] for e in logs if e["event"] == "state_restore_failed"] == [[0]]
+    assert not [e for e in logs if e["event"] == "state_restored"]
 
 
 class StuckSendOffsets(FakeProducer):
@@ -267,17 +285,11 @@ class StuckSendOffsets(FakeProducer):
 
 
 def test_a_producer_stuck_in_send_offsets_is_replaced_and_the_batch_retried() -> None:
-    io, _, broker = _io()
+    broker = FakeBroker()
     stuck = StuckSendOffsets(broker)
-    replacements: list[FakeProducer] = []
-
-    def create() -> FakeProducer:
-        replacements.append(FakeProducer(broker))
-        return replacements[-1]
-
-    io._producer = stuck  # type: ignore[assignment]
-    io._create_producer = create  # type: ignore[method-assign]
-    io.send_offsets_timeout_s, io.stuck_grace_s = 0.05, 0.05
+    clients = FakeClients(broker, producers=[stuck])
+    io, _, _ = _io(clients=clients)
+    io.publisher.send_offsets_timeout_s, io.publisher.stuck_grace_s = 0.05, 0.05
     try:
         started = time.monotonic()
         with pytest.raises(PublishError, match="stuck") as failed:
@@ -286,8 +298,10 @@ def test_a_producer_stuck_in_send_offsets_is_replaced_and_the_batch_retried() ->
         assert time.monotonic() - started < 5
         # A new producer, transactions initialised (which fences the stuck one): ready for
         # the batch's replay, and nothing of the stuck transaction was committed.
-        (new,) = replacements
-        assert io._producer is new and new.calls == ["init_transactions"]
+        producers = [c for c in clients.created if isinstance(c, FakeProducer)]
+        old, new = producers  # the stuck one and one new producer
+        assert old is stuck and isinstance(new, FakeProducer)
+        assert io.publisher.producer is new and new.calls == ["init_transactions"]
         assert broker.committed == {} and broker.outputs == []
         _publish(io)
         assert broker.committed == {0: 7}
@@ -296,14 +310,17 @@ def test_a_producer_stuck_in_send_offsets_is_replaced_and_the_batch_retried() ->
 
 
 def test_a_producer_that_saw_every_broker_down_is_replaced_before_its_next_transaction() -> None:
-    io, old, broker = _io()
-    new = FakeProducer(broker)
-    io._create_producer = lambda: new  # type: ignore[method-assign]
-    io._producer_error(KafkaError(KafkaError._TRANSPORT))  # one connection: no
+    broker = FakeBroker()
+    old, new = FakeProducer(broker), FakeProducer(broker)
+    clients = FakeClients(broker, producers=[old, new])
+    io, _, _ = _io(clients=clients)
+    _publish(io)  # creates the producer, with librdkafka's error callback
+    error_cb = clients.configs[0]["error_cb"]
+    error_cb(KafkaError(KafkaError._TRANSPORT))  # one connection: no
     _publish(io)
-    assert io._producer is old
-    io._producer_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    assert io.publisher.producer is old
+    error_cb(KafkaError(KafkaError._ALL_BROKERS_DOWN))
     _publish(io)
-    assert io._producer is new
+    assert io.publisher.producer is new
     assert new.calls[:2] == ["init_transactions", "begin_transaction"]
-    assert broker.committed == {0: 7} and len(broker.records("alerts")) == 2
+    assert broker.committed == {0: 7} and len(broker.records("alerts")) == 3

@@ -9,7 +9,7 @@ import pytest
 import structlog
 
 from detector.core import InputRecord
-from detector.service import DetectorService, build_decider
+from detector.service import DetectorService, build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 from tests.unit.test_service_pipeline import ScriptedKafka
@@ -26,21 +26,20 @@ class BrokenKafka(ScriptedKafka):
         return super().consume(max_records, timeout_s)
 
 
-def _service() -> DetectorService:
+def _service(kafka: ScriptedKafka, **extra: object) -> DetectorService:
     s = DetectorSettings(
         _env_file=None,
         bundle="unused",
         threshold={"method": "static"},
         max_wait_s=0.001,
         metrics_port=None,
+        **extra,  # type: ignore[arg-type]
     )
-    return DetectorService(s, MeanScorer(), build_decider(s, make_manifest()))
+    return build_service(s, MeanScorer(), make_manifest(), io=kafka.edge)
 
 
 def test_a_crash_logs_an_error_with_the_cause_and_no_clean_stop() -> None:
-    service = _service()
-    service.io = BrokenKafka([record(i, 0.1) for i in range(3)])  # type: ignore[assignment]
-    service._on_assign([0])
+    service = _service(BrokenKafka([record(i, 0.1) for i in range(3)]))
     with structlog.testing.capture_logs() as logs, pytest.raises(RuntimeError):
         service.run()
     events = [e["event"] for e in logs]
@@ -52,10 +51,7 @@ def test_a_crash_logs_an_error_with_the_cause_and_no_clean_stop() -> None:
 
 
 def test_a_clean_stop_logs_detector_stopped_and_no_error() -> None:
-    service = _service()
-    service.io = ScriptedKafka([record(i, 0.1) for i in range(3)])  # type: ignore[assignment]
-    service._on_assign([0])
-    service.settings = service.settings.model_copy(update={"stop_when_idle_s": 0.05})
+    service = _service(ScriptedKafka([record(i, 0.1) for i in range(3)]), stop_when_idle_s=0.05)
     with structlog.testing.capture_logs() as logs:
         assert service.run() == 0
     (stopped,) = [e for e in logs if e["event"] == "detector_stopped"]

@@ -13,7 +13,7 @@ import pytest
 import structlog
 
 from detector.core import InputRecord
-from detector.service import DetectorService, build_decider
+from detector.service import DetectorService, build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
 from tests.unit.test_service_pipeline import ScriptedKafka
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("fresh_structlog")
 IDLE_S = 0.1
 
 
-def _service(**settings: object) -> DetectorService:
+def _service(kafka: ScriptedKafka, **settings: object) -> DetectorService:
     s = DetectorSettings(
         _env_file=None,
         bundle="unused",
@@ -32,33 +32,33 @@ def _service(**settings: object) -> DetectorService:
         max_wait_s=0.001,
         **settings,  # type: ignore[arg-type]
     )
-    return DetectorService(s, MeanScorer(), build_decider(s, make_manifest()))
+    return build_service(s, MeanScorer(), make_manifest(), io=kafka.edge)
 
 
 class SlowAssignment(ScriptedKafka):
-    """No partition for ``assign_after_s`` (a slow group join), then one, then the records."""
+    """No partition for ``after_s`` from the first consume (a slow group join), then one,
+    then the records."""
 
-    def __init__(self, records: list[InputRecord], service: DetectorService, after_s: float):
+    def __init__(self, records: list[InputRecord], after_s: float):
         super().__init__(records)
-        self.service = service
-        self.started = time.monotonic()
+        self.started: float | None = None
         self.after_s = after_s
         self.assigned_at: float | None = None
 
     def consume(self, max_records: int, timeout_s: float) -> list[InputRecord]:
+        if self.started is None:
+            self.started = time.monotonic()
         time.sleep(timeout_s)
         if self.assigned_at is None:
             if time.monotonic() - self.started < self.after_s:
                 return []
-            self.assigned_at = time.monotonic()
-            self.service._on_assign([0])  # the rebalance callback runs inside consume
+            self.assigned_at = time.monotonic()  # the next call runs the rebalance callback
         return super().consume(max_records, timeout_s)
 
 
 def test_stop_when_idle_counts_from_the_first_assignment_not_from_start() -> None:
-    service = _service()
-    kafka = SlowAssignment([record(i, 0.1) for i in range(4)], service, after_s=5 * IDLE_S)
-    service.io = kafka  # type: ignore[assignment]
+    kafka = SlowAssignment([record(i, 0.1) for i in range(4)], after_s=5 * IDLE_S)
+    service = _service(kafka)
     started = time.monotonic()
     assert service.run() == 0
     stopped = time.monotonic()
@@ -69,13 +69,11 @@ def test_stop_when_idle_counts_from_the_first_assignment_not_from_start() -> Non
 
 
 def test_a_run_that_scored_nothing_warns_with_counts_and_reasons() -> None:
-    service = _service()
     bad = [InputRecord("windows", 0, i, b"s1", b"{not json", None, 0) for i in range(3)] + [
         InputRecord("windows", 0, 3, b"s1", b"\x00", [("content-type", b"x/y")], 0)
     ]
     kafka = ScriptedKafka(bad)
-    service.io = kafka  # type: ignore[assignment]
-    service._on_assign([0])
+    service = _service(kafka)
     with structlog.testing.capture_logs() as logs:
         assert service.run() == 0
     warnings = [e for e in logs if e["event"] == "no_windows_scored"]
@@ -89,9 +87,7 @@ def test_a_run_that_scored_nothing_warns_with_counts_and_reasons() -> None:
 
 
 def test_a_run_that_scored_windows_does_not_warn() -> None:
-    service = _service()
-    service.io = ScriptedKafka([record(i, 0.1) for i in range(3)])  # type: ignore[assignment]
-    service._on_assign([0])
+    service = _service(ScriptedKafka([record(i, 0.1) for i in range(3)]))
     with structlog.testing.capture_logs() as logs:
         assert service.run() == 0
     assert not [e for e in logs if e["event"] == "no_windows_scored"]

@@ -12,19 +12,22 @@ touches a broker is covered against a real one in tests/integration.)
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
 import pytest
 from confluent_kafka import TopicPartition
 
-from detector.core import DeadLetter, Decisions, InputRecord
+from detector.batch_report import BatchReport
+from detector.core import DeadLetter, InputRecord
 from detector.errors import PublishError
-from detector.kafka_io import offsets_after
-from detector.service import DetectorService, _InFlight, build_decider
+from detector.kafka_consumer import offsets_after
+from detector.service import build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
+from tests.unit.kafka_fakes import InstantStop
 
 BATCH = 3
 
@@ -39,6 +42,7 @@ class ScriptedKafka:
 
     records: list[InputRecord]
     fail_publish: set[int] = field(default_factory=set)
+    on_assign: Callable[[list[int]], None] | None = None
     position: int = 0
     committed: int = 0
     calls: int = 0
@@ -47,7 +51,23 @@ class ScriptedKafka:
     state: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     _busy: threading.Lock = field(default_factory=threading.Lock)
 
+    def edge(
+        self,
+        settings: DetectorSettings,
+        *,
+        on_assign: Callable[[list[int]], None] | None = None,
+        **_callbacks: object,
+    ) -> ScriptedKafka:
+        """As the service's edge factory: this script is the edge, and partition 0 is
+        assigned (through the service's ``on_assign``) inside the first ``consume``, as a
+        real consumer's rebalance callback runs."""
+        self.on_assign = on_assign
+        return self
+
     def consume(self, max_records: int, timeout_s: float) -> list[InputRecord]:
+        if self.on_assign is not None:
+            assign, self.on_assign = self.on_assign, None
+            assign([0])
         batch = self.records[self.position : self.position + min(BATCH, max_records)]
         self.position += len(batch)
         return batch
@@ -92,6 +112,18 @@ class ScriptedKafka:
     def read_state(self, partitions: list[int]) -> dict[str, tuple[int, bytes]]:
         return dict(self.state)
 
+    def lag(self) -> dict[int, int]:
+        return {0: len(self.records) - self.position}
+
+    def wait_for_broker(self, timeout_s: float) -> None:
+        pass
+
+    def ensure_topics(self) -> None:
+        pass
+
+    def start(self, timeout_s: float) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -116,6 +148,7 @@ def _run(
     fail_publish: set[int],
     max_batch: int = BATCH,
     kafka_type: type[ScriptedKafka] = ScriptedKafka,
+    observer: Reports | None = None,
     **extra: object,
 ) -> ScriptedKafka:
     manifest = make_manifest()
@@ -131,10 +164,9 @@ def _run(
     )
     records = [record(i, level) for i, level in enumerate(_levels())]
     kafka = kafka_type(records, fail_publish)
-    service = DetectorService(settings, MeanScorer(), build_decider(settings, manifest))
-    service.io = kafka  # type: ignore[assignment]
-    service._stop.wait = lambda _s: False  # type: ignore[method-assign]  # no back-off here
-    service._on_assign([0])
+    service = build_service(
+        settings, MeanScorer(), manifest, io=kafka.edge, observer=observer, stop=InstantStop()
+    )
     assert service.run() == 0
     return kafka
 
@@ -230,15 +262,43 @@ def test_the_next_batch_is_read_while_a_batch_commits(max_batch: int) -> None:
 
 def test_batch_time_runs_to_the_commit_not_to_when_the_loop_takes_it_in() -> None:
     """The loop takes a commit's outcome in behind the next batch; the batch's time must
-    still end when the publisher thread committed it."""
-    manifest = make_manifest()
-    settings = DetectorSettings(_env_file=None, bundle="unused")  # type: ignore[call-arg]
-    service = DetectorService(settings, MeanScorer(), build_decider(settings, manifest))
-    prepared = service.core.prepare([record(0, 0.1)])
-    done: Future[tuple[float, float]] = Future()
-    done.set_result((0.05, 100.25))
-    inflight = _InFlight(done, prepared, Decisions(), 1, started=100.0)
-    service._published(inflight, 0.05, 100.25)
-    registry = service.metrics.registry
-    assert registry.get_sample_value("detector_batch_seconds_sum") == pytest.approx(0.25)
-    assert registry.get_sample_value("detector_batch_seconds_count") == 1
+    still end when the publisher thread committed it. Here the loop is slow to read the
+    next batch, so it takes the first commit in well after it happened."""
+    late_s = 0.2
+    marks: dict[str, float] = {}
+    first_commit = threading.Event()
+
+    class SlowNextRead(ScriptedKafka):
+        def consume(self, max_records: int, timeout_s: float) -> list[InputRecord]:
+            if self.position > 0 and "late" not in marks:  # the first batch is publishing
+                assert first_commit.wait(5.0), "the first batch did not commit"
+                time.sleep(late_s)  # the loop is busy: the commit waits to be taken in
+                marks["late"] = time.perf_counter()
+            batch = super().consume(max_records, timeout_s)
+            if batch and "first_read" not in marks:
+                marks["first_read"] = time.perf_counter()
+            return batch
+
+        def publish(self, *args: object, **kwargs: object) -> None:
+            super().publish(*args, **kwargs)  # type: ignore[arg-type]
+            marks.setdefault("committed", time.perf_counter())
+            first_commit.set()
+
+    reports = Reports()
+    _run(set(), BATCH + 1, kafka_type=SlowNextRead, observer=reports)
+    first, taken_in = reports.seen[0]
+    assert first.has_input and first.records == BATCH
+    assert taken_in >= marks["late"] >= marks["committed"] + late_s
+    assert first.committed_at == pytest.approx(marks["committed"], abs=0.05)
+    # Timed to its commit: not to when the loop took it in (that is >= late_s later).
+    assert 0 < first.batch_s <= first.committed_at - marks["first_read"]
+
+
+@dataclass
+class Reports:
+    """An observer keeping each report with the perf_counter time it was told of it."""
+
+    seen: list[tuple[BatchReport, float]] = field(default_factory=list)
+
+    def batch_committed(self, report: BatchReport) -> None:
+        self.seen.append((report, time.perf_counter()))

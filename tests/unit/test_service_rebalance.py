@@ -20,10 +20,19 @@ import threading
 import orjson
 import pytest
 
-from detector.service import DetectorService, build_decider
+from detector.kafka_io import KafkaEdge
+from detector.service import build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record
-from tests.unit.kafka_fakes import FakeBroker, FakeConsumer, FakeProducer, ScriptedIO, kafka_error
+from tests.unit.kafka_fakes import (
+    FakeBroker,
+    FakeClients,
+    FakeConsumer,
+    FakeProducer,
+    InstantStop,
+    ScriptedIO,
+    kafka_error,
+)
 
 LEVELS = [0.1, 0.1, 3.0, 3.0, 0.1, 0.1, 0.1, 0.1, 2.0, 0.1, 0.1, 0.1, 0.1, 4.0, 4.0, 4.0] + [
     0.1
@@ -51,7 +60,6 @@ def _run(
         max_batch=8,  # batches of 3: no backlog, each batch commits while the next is read
         metrics_port=None,
     )
-    service = DetectorService(settings, MeanScorer(), build_decider(settings, make_manifest()))
     broker = FakeBroker()
     records = [record(i, level) for i, level in enumerate(LEVELS)]
     consumer = FakeConsumer(broker, records, batch=3, fatal_after=2 if fenced else None)
@@ -65,15 +73,20 @@ def _run(
         producer.fail["send_offsets_to_transaction"] = [
             kafka_error(25, abortable=True)  # UNKNOWN_MEMBER_ID
         ]
-    io = ScriptedIO(
-        settings, on_assign=service._on_assign, on_revoke=service._on_revoke, stop=service._stop
+    # The first consumer, then the one that replaces it if it is fenced.
+    clients = FakeClients(
+        broker, consumers=[consumer, FakeConsumer(broker, records, batch=3)], producers=[producer]
     )
-    io.broker = broker
-    io._create_consumer = lambda: FakeConsumer(broker, records, batch=3)  # type: ignore[method-assign]
-    io._consumer, io._producer, io._n_state = consumer, producer, 1  # type: ignore[assignment]
-    service.io = io
-    service._stop.wait = lambda _s: False  # type: ignore[method-assign]  # no back-off here
-    io.start(5)
+
+    def edge(settings: DetectorSettings, **callbacks: object) -> KafkaEdge:
+        io = ScriptedIO(settings, create_client=clients, **callbacks)  # type: ignore[arg-type]
+        io.broker = broker
+        return io
+
+    service = build_service(
+        settings, MeanScorer(), make_manifest(), io=edge, stop=InstantStop()
+    )  # no back-off here
+    service.io.start(5)
     errors: list[BaseException] = []
 
     def loop() -> None:
