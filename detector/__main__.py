@@ -5,6 +5,12 @@ Subcommands:
     alerts    print alerts readably (``--follow`` to keep watching)
     schema    print the JSON Schema of the window, alert or event messages
     inspect   print a model bundle's manifest summary (verifies its checksum)
+    backtest  a file through the service's core, offline (windows.csv, summary.json, plots)
+
+Why one module of ~570 lines: it is the command line and nothing else. Half of it is the
+parser, every option with its help, default and the exit codes (what ``--help`` shows); the
+rest is one short handler per subcommand (run, alerts, inspect, schema, backtest), each
+handing over to the module that does the work.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ the factory it is given (``io``, by default :class:`~detector.kafka_io.KafkaIO`)
 every committed transaction goes to its observers as a
 :class:`~detector.batch_report.BatchReport` (metrics and the batch log line by default; the
 bench adds its timers). :func:`build_service` is the one way to build a service.
+
+Why one module of ~430 lines: the loop, the rebalance callbacks, start-up and shut-down
+share the stop event, the assignment and the pipeline's batches in hand; the callbacks run
+inside the loop's consume call, so they are read together.
 """
 
 from __future__ import annotations
