@@ -8,6 +8,7 @@ from typing import Any, Literal
 from bench.broker import create_topics
 from detector.kafka_io import TXN_RETRY_BACKOFF
 from detector.settings import DetectorSettings
+from kafka_local.clients import merge_overrides
 
 __all__ = [
     "FULL",
@@ -165,9 +166,4 @@ def detector_settings(
         "startup_timeout_s": 60,
         "log_level": "WARNING",
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    return DetectorSettings(_env_file=None, **base)
+    return DetectorSettings(_env_file=None, **merge_overrides(base, overrides))

@@ -44,6 +44,7 @@ from bench.detector_proc import (
 from bench.procs import Child
 from bench.targets import dig
 from detector.settings import DetectorSettings
+from kafka_local.clients import produce_records
 
 __all__ = [
     "FLOOR_DETECTOR",
@@ -215,9 +216,7 @@ def _one_mode(
                 raise BenchError(f"pacer failed:\n{pacer.log_tail()}")
             report = json.loads(report_path.read_text())
             sent = int(report["sent"])
-            wait_until(
-                lambda: watcher.total() >= sent, 120, f"{sent} windows committed ({delivery})"
-            )
+            watcher.wait(sent, 120, f"{sent} windows committed ({delivery})")
             drained_after_s = time.monotonic() - t0 - sum(p["seconds"] for p in report["phases"])
             cpu1 = detector.cpu_seconds() or 0.0
             wall = time.monotonic() - t0
@@ -250,10 +249,7 @@ def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
     synchronously (at-least-once). The p99 of this loop is a floor no detector batch can go under.
     """
     create_topics(bootstrap, {topic: 1, f"{topic}-out": 1})
-    feeder = Producer({"bootstrap.servers": bootstrap, "log_level": 3})
-    for i in range(3 * n):
-        feeder.produce(topic, value=b"x", key=str(i).encode())
-    feeder.flush(30)
+    produce_records(bootstrap, topic, ((str(i).encode(), b"x", None) for i in range(3 * n)))
     out: dict[str, Any] = {}
     for mode, extra in (
         (FLOOR_LIBRDKAFKA, LIBRDKAFKA_BACKOFF),

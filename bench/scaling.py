@@ -92,7 +92,7 @@ def _one(ctx: Context, k: int, n: int, workdir: Path) -> dict[str, Any]:
         )
         if k > 1:
             _load(ctx, names.windows_topic, WARM_WINDOWS, seed=0)
-        wait_until(lambda: watcher.total() >= WARM_WINDOWS, 120, "the warm-up prefix")
+        watcher.wait(WARM_WINDOWS, 120, "the warm-up prefix")
         for child in children:
             child.suspend()
         loaded = _load(ctx, names.windows_topic, n, seed=WARM_WINDOWS // 16 + 1)
@@ -103,7 +103,7 @@ def _one(ctx: Context, k: int, n: int, workdir: Path) -> dict[str, Any]:
         t0 = time.monotonic()
         for child in children:
             child.resume()
-        wait_until(lambda: watcher.total() >= target, 60 + n / 1000, f"{n} windows committed")
+        watcher.wait(target, 60 + n / 1000, f"{n} windows committed")
         seconds = time.monotonic() - t0
         machine = meter.stop()
         cpu = [(c.cpu_seconds() or 0.0) - b for c, b in zip(children, cpu_before, strict=True)]
