@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -133,7 +132,10 @@ def _sim(magnitude_name: str, log: Callable[[str], None], workdir: Path) -> Spli
     from bench.bundles import BundleJob, write_sim_npz
     from bench.config import QUICK
     from bench.data import SIM_SEED, event_time_ms
-    from bench.quality import DRIFT_SCENARIOS, _drift_stream
+    from bench.drift_stream import DRIFT_SCENARIOS, drift_stream
+    from bench.sections.drift import Drift
+
+    rounds = Drift.quick.rounds
 
     npz = workdir / "sim-train.npz"
     job = BundleJob(
@@ -149,7 +151,7 @@ def _sim(magnitude_name: str, log: Callable[[str], None], workdir: Path) -> Spli
         write_sim_npz(npz, QUICK.sim_train_windows)
     train = np.load(npz)["windows"].astype(np.float32)
     magnitude = DRIFT_SCENARIOS[magnitude_name][0]
-    stream, _ = _drift_stream(SimpleNamespace(cfg=QUICK), magnitude)  # type: ignore[arg-type]
+    stream, _ = drift_stream(rounds, QUICK.sim_train_windows, magnitude)
     times = np.asarray([event_time_ms(int(s)) for s in stream.seqs], dtype=np.int64)
     values = stream.values.astype(np.float32)
     if values.ndim == 2:
@@ -159,7 +161,7 @@ def _sim(magnitude_name: str, log: Callable[[str], None], workdir: Path) -> Spli
     return Split(
         f"sim-drift-{magnitude_name}", bundle, train, values, stream.labels.astype(bool),
         list(stream.source_ids), times,
-        f"simulated ECG, 16 sources x {QUICK.drift_rounds} windows, gradual amplitude drift "
+        f"simulated ECG, 16 sources x {rounds} windows, gradual amplitude drift "
         f"of {magnitude:.0%}, anomaly episodes of 3-12 windows",
     )  # fmt: skip
 
