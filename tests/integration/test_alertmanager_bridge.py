@@ -27,8 +27,8 @@ import pytest
 
 from detector.alerts import Alert, AlertState, Severity
 from kafka_local import free_port
+from kafka_local.clients import unique_name, wait_until
 from tests.integration.detector_harness import produce
-from tests.kafka_helpers import unique_name, wait_until
 from tests.ops_binaries import OpsProcess, get_json, run_alertmanager
 from tests.unit.test_alertmanager import make_alert
 

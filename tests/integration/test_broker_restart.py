@@ -29,6 +29,7 @@ from confluent_kafka import Producer
 
 from detector.alerts import Alert
 from kafka_local import LocalKafka
+from kafka_local.clients import consume_records, unique_name, wait_until
 from tests.integration.detector_harness import committed_count, offline_alert_ids
 from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     _env,
@@ -38,7 +39,6 @@ from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     procs,
     tiny_bundle,
 )
-from tests.kafka_helpers import consume_records, unique_name, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

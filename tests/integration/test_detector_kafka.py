@@ -8,6 +8,7 @@ import pytest
 
 from detector.alerts import Alert, AlertState
 from detector.messages import H_CONTENT_TYPE, encode_binary, encode_json
+from kafka_local.clients import consume_records
 from tests.integration.detector_harness import (
     build_service,
     produce,
@@ -15,7 +16,6 @@ from tests.integration.detector_harness import (
     settings_for,
     wait_committed,
 )
-from tests.kafka_helpers import consume_records
 from tests.unit.helpers import MeanScorer, make_manifest
 
 pytestmark = pytest.mark.integration
@@ -127,7 +127,7 @@ def test_metrics_health_and_readiness_endpoints(kafka_bootstrap: str) -> None:
     import urllib.request
 
     from kafka_local import free_port
-    from tests.kafka_helpers import wait_until
+    from kafka_local.clients import wait_until
 
     port = free_port()
     s = settings_for(kafka_bootstrap, metrics_port=port, metrics_host="127.0.0.1")

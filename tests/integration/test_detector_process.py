@@ -21,13 +21,13 @@ import pytest
 from detector.alerts import Alert, AlertState
 from detector.messages import encode_binary
 from kafka_local import free_port
+from kafka_local.clients import consume_records, unique_name, wait_until
 from tests.integration.detector_harness import (
     committed_count,
     offline_alert_ids,
     process_env,
     produce,
 )
-from tests.kafka_helpers import consume_records, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,8 @@ import orjson
 import pytest
 
 from detector.messages import encode_binary
+from kafka_local.clients import unique_name, wait_until
 from tests.integration.detector_harness import committed_count, process_env, produce
-from tests.kafka_helpers import unique_name, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

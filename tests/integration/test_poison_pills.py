@@ -22,6 +22,7 @@ import pytest
 from confluent_kafka import Producer
 
 from detector.messages import H_EVENT_TIME_MS, encode_binary, encode_json
+from kafka_local.clients import consume_records, create_topic
 from tests.integration.detector_harness import (
     build_service,
     produce,
@@ -29,7 +30,6 @@ from tests.integration.detector_harness import (
     settings_for,
     wait_committed,
 )
-from tests.kafka_helpers import consume_records, create_topic
 from tests.unit.helpers import MeanScorer, make_manifest
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ import pytest
 
 from detector.messages import encode_binary
 from kafka_local import free_port
+from kafka_local.clients import unique_name, wait_until
 from tests.integration.detector_harness import process_env, produce
-from tests.kafka_helpers import unique_name, wait_until
 from tests.ops_binaries import OpsProcess, get_json, prom_query, run_prometheus
 
 pytestmark = pytest.mark.integration

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from detector.alerts import Alert
 from detector.messages import encode_binary
+from kafka_local.clients import consume_records, unique_name, wait_until
 from tests.integration.detector_harness import committed_count, produce
 from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     _env,
@@ -32,7 +33,6 @@ from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     procs,
     tiny_bundle,
 )
-from tests.kafka_helpers import consume_records, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
 

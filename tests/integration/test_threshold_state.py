@@ -7,6 +7,7 @@ import pytest
 
 from detector.alerts import Alert, AlertState
 from detector.messages import encode_json
+from kafka_local.clients import consume_records, wait_until
 from tests.integration.detector_harness import (
     build_service,
     produce,
@@ -14,7 +15,6 @@ from tests.integration.detector_harness import (
     settings_for,
     wait_committed,
 )
-from tests.kafka_helpers import consume_records, wait_until
 from tests.unit.helpers import MeanScorer, make_manifest
 
 pytestmark = pytest.mark.integration
