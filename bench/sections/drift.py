@@ -171,13 +171,7 @@ def _scenario(
     ctx.log(f"quality: drift {name} ({magnitude:.0%}): {verdict.summary}")
     return ScenarioResult(
         windows=len(inputs),
-        drift=DriftSpec(
-            kind=drift.kind,
-            target=drift.target,
-            magnitude=drift.magnitude,
-            start=drift.start,
-            length=drift.length,
-        ),
+        drift=DriftSpec.model_validate(drift, from_attributes=True),
         target_far=target,
         anomalous_windows=int(sum(labels)),
         drifted_windows=int(sum(drifted)),

@@ -27,7 +27,7 @@ from bench.latency import (
     transaction_floor,
 )
 from bench.markdown import fmt, table
-from bench.results import Figures
+from bench.results import Figures, LatencySummary
 from bench.section import Section, Target
 from detector.settings import DetectorSettings
 
@@ -113,6 +113,11 @@ def _explain_p99(r: LatencyResult, _t: Target[LatencyResult]) -> str:
     )
 
 
+def _percentiles(a: LatencySummary) -> list[str]:
+    """Count, p50, p95 and p99 cells."""
+    return [str(a.n), fmt(a.p50_ms, "ms"), fmt(a.p95_ms, "ms"), fmt(a.p99_ms, "ms")]
+
+
 def _phase_rows(label: str, run: LatencyRun) -> list[list[str]]:
     rows = []
     for p in run.phases:
@@ -122,10 +127,7 @@ def _phase_rows(label: str, run: LatencyRun) -> list[list[str]]:
                 label,
                 fmt(p.rate, "int"),
                 fmt(p.achieved_per_s, "int"),
-                str(a.n),
-                fmt(a.p50_ms, "ms"),
-                fmt(a.p95_ms, "ms"),
-                fmt(a.p99_ms, "ms"),
+                *_percentiles(a),
                 fmt(a.max_ms, "ms"),
                 fmt(d.p99_ms, "ms"),
             ]
@@ -165,10 +167,7 @@ def _tuning(lat: LatencyResult) -> list[str]:
                     fmt(run.max_wait_s or lat.detector.max_wait_s, "num", 3),
                     ", ".join(f"{k}={v}" for k, v in run.options.items()) or "-",
                     fmt(p.rate, "int"),
-                    str(a.n),
-                    fmt(a.p50_ms, "ms"),
-                    fmt(a.p95_ms, "ms"),
-                    fmt(a.p99_ms, "ms"),
+                    *_percentiles(a),
                     fmt(d.p99_ms, "ms"),
                     fmt(run.detector_cpu_cores, "num", 2),
                 ]
