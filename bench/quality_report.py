@@ -13,7 +13,7 @@ installed wheel, never copied):
 * ``ecg5000``: the TensorFlow tutorial's split; every beat its own source, so every method
   judges it by the bundle's threshold (figures over all windows).
 * ``sim-drift-moderate`` / ``sim-drift-large``: the simulator's ECG stream (16 sources)
-  with gradual amplitude drift and anomaly episodes (:func:`bench.quality._drift_stream`).
+  with gradual amplitude drift and anomaly episodes (:func:`bench.drift_stream.drift_stream`).
 * ``daphnet-s06r02e0``: 9 accelerometer channels at 64 Hz, no freezing episode in this
   recording (false alarms only). Trained on the first 20% of rows (the subject standing),
   scored on the rest (walking): a regime change the training rows never showed.
