@@ -13,20 +13,13 @@ broker does not import confluent-kafka).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 __all__ = [
@@ -151,21 +144,10 @@ class CommitWatcher:
     def close(self) -> None:
         self._consumer.close()
 
-    def __enter__(self) -> CommitWatcher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
     """Sum of the group's committed offsets on ``topic`` (-1 if the coordinator is not ready)."""
-    with CommitWatcher(bootstrap, group, topic, partitions) as watcher:
+    with contextlib.closing(CommitWatcher(bootstrap, group, topic, partitions)) as watcher:
         return watcher.total()
 
 
@@ -173,7 +155,7 @@ def wait_committed(
     bootstrap: str, group: str, topic: str, partitions: int, n: int, timeout_s: float = 60.0
 ) -> None:
     """Wait until the group has committed at least ``n`` offsets on ``topic``."""
-    with CommitWatcher(bootstrap, group, topic, partitions) as watcher:
+    with contextlib.closing(CommitWatcher(bootstrap, group, topic, partitions)) as watcher:
         watcher.wait(n, timeout_s, f"{n} committed offsets of {group} on {topic}")
 
 
