@@ -18,7 +18,6 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-SECTIONS = ("throughput", "ecg5000", "drift", "latency", "scaling")
 _TF_ENV = {
     "TF_NUM_INTRAOP_THREADS": "1",
     "TF_NUM_INTEROP_THREADS": "1",
@@ -26,7 +25,7 @@ _TF_ENV = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(sections: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Benchmarks and evaluation on a real Kafka broker."
     )
@@ -39,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        help=f"comma-separated sections ({','.join(SECTIONS)}); results go to "
+        help=f"comma-separated sections ({','.join(sections)}); results go to "
         "<out>/<mode>-partial.json and BENCHMARKS.md is left alone",
     )
     parser.add_argument("--sim-bundle", type=Path, help="use this bundle for simulated ECG")
@@ -64,14 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         from bench.quality_report import main as quality
 
         return quality(argv[1:])
-    args = _parser().parse_args(argv)
-    only = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
-    unknown = [s for s in only if s not in SECTIONS]
-    if unknown:
-        print(f"bench: unknown section(s) {unknown}; choose from {SECTIONS}", file=sys.stderr)
-        return 2
     for key, value in _TF_ENV.items():  # before TensorFlow is imported anywhere
         os.environ.setdefault(key, value)
+    from bench.registry import names
+
+    sections = names()
+    args = _parser(sections).parse_args(argv)
+    only = [s.strip() for s in args.only.split(",")] if args.only else sections
+    unknown = [s for s in only if s not in sections]
+    if unknown:
+        print(f"bench: unknown section(s) {unknown}; choose from {sections}", file=sys.stderr)
+        return 2
     if args.wait_quiet is None:
         args.wait_quiet = 10.0 if args.mode == "quick" else 120.0
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,5 +1,8 @@
 """The broker the benchmarks run against, and the few admin calls they need.
 
+The client helpers shared with the tests (bounded waits, topic creation, committed offsets)
+live in :mod:`kafka_local.clients`; this module re-exports the ones the sections use.
+
 ``KAFKA_BOOTSTRAP_SERVERS`` is used when set (an existing broker or cluster); otherwise a
 throwaway one-node broker starts on the local JVM (:class:`kafka_local.LocalKafka`) and stops
 when the benchmark ends. Every topic and group name carries the run's tag, so runs never
@@ -11,21 +14,21 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer
 
 from detector.kafka_state import read_committed_to_end
+from kafka_local import clients
+from kafka_local.clients import CommitWatcher, WaitTimeoutError, unique_name, wait_until
 
 __all__ = [
     "BenchError",
     "BrokerInfo",
     "CommitWatcher",
     "Fetched",
-    "committed_total",
+    "WaitTimeoutError",
     "create_topics",
     "open_broker",
     "read_topic",
@@ -88,16 +91,7 @@ def open_broker() -> Iterator[BrokerInfo]:
 
 def run_tag() -> str:
     """A short tag unique to this run, the prefix of its topic and group names."""
-    return f"bench-{uuid.uuid4().hex[:8]}"
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms; raise :class:`BenchError` naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.02)
+    return unique_name("bench", hex_digits=8)
 
 
 def create_topics(
@@ -111,67 +105,7 @@ def create_topics(
     Records are kept whatever their timestamps (``retention.ms=-1``) unless ``config`` says
     otherwise: preloaded windows carry event times, which may be older than a retention.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    config = {"retention.ms": "-1", **(config or {})}
-    futures = admin.create_topics(
-        [
-            NewTopic(name, num_partitions=n, replication_factor=1, config=config)
-            for name, n in topics.items()
-        ],
-        operation_timeout=timeout_s,
-    )
-    for future in futures.values():
-        future.result(timeout=timeout_s)
-
-    def visible() -> bool:
-        meta = admin.list_topics(timeout=5).topics
-        return all(
-            name in meta
-            and meta[name].error is None
-            and len(meta[name].partitions) == n
-            and all(p.leader >= 0 for p in meta[name].partitions.values())
-            for name, n in topics.items()
-        )
-
-    wait_until(visible, timeout_s, f"topics {sorted(topics)} to have leaders")
-
-
-class CommitWatcher:
-    """Reads a group's committed offsets on a topic (one consumer, reused).
-
-    Args:
-        bootstrap: the broker.
-        group: the consumer group whose commits to read.
-        topic: the input topic.
-        partitions: its partition count.
-    """
-
-    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
-        self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-        )
-        self._tps = [TopicPartition(topic, p) for p in range(partitions)]
-
-    def total(self) -> int:
-        """Sum of committed offsets (-1 while the coordinator cannot answer)."""
-        try:
-            tps = self._consumer.committed(self._tps, timeout=5)
-        except KafkaException:
-            return -1
-        return sum(max(tp.offset, 0) for tp in tps)
-
-    def close(self) -> None:
-        """Close the consumer (it never joined the group)."""
-        self._consumer.close()
-
-
-def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    """Sum of the group's committed offsets on ``topic`` (-1 if the coordinator is not ready)."""
-    watcher = CommitWatcher(bootstrap, group, topic, partitions)
-    try:
-        return watcher.total()
-    finally:
-        watcher.close()
+    clients.create_topics(bootstrap, topics, {"retention.ms": "-1", **(config or {})}, timeout_s)
 
 
 Fetched = tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -183,7 +117,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Fetc
 
     A just-committed transaction's records count even if its markers are not yet written
     (``commit_transaction`` returns before they are): see
-    :func:`detector.kafka_io.read_committed_to_end`.
+    :func:`detector.kafka_state.read_committed_to_end`.
 
     Raises:
         BenchError: the topic could not be read to its end within ``timeout_s``.

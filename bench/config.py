@@ -1,4 +1,4 @@
-"""Sizes of the quick and full modes, and the detector settings every scenario starts from."""
+"""What the quick and full modes share, and the detector settings every scenario starts from."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any, Literal
 from bench.broker import create_topics
 from detector.kafka_publisher import TXN_RETRY_BACKOFF
 from detector.settings import DetectorSettings
+from kafka_local.clients import merge_overrides
 
 __all__ = [
     "FULL",
     "LIBRDKAFKA_BACKOFF",
+    "MODES",
     "QUICK",
     "TXN_BACKOFF",
     "Mode",
@@ -26,35 +28,18 @@ Mode = Literal["quick", "full"]
 
 @dataclass(frozen=True, slots=True)
 class ModeConfig:
-    """How much each section measures.
+    """What every section of a mode shares: the bundles it scores with.
+
+    How much each section measures is the section's own ``sizes`` (:mod:`bench.sections`).
 
     Attributes:
         mode: ``quick`` (under 3 minutes with broker start) or ``full``.
-        throughput_windows: preloaded windows per throughput topic.
-        reps: repetitions of each throughput variant (the median is reported).
-        naive_windows: messages the naive per-message baseline handles (~80 ms each).
-        latency_phase_s: seconds at each fixed rate.
-        latency_rates: windows per second of the fixed-rate phases.
-        latency_tuned: (max_wait_s, librdkafka options) of extra exactly-once runs at 1k and
-            5k/s: the settings this benchmark recommends, measured beside the defaults.
-        txn_floor_batches: iterations of the bare transaction loop (the latency floor).
-        scaling_windows: preloaded windows for the 1-vs-2-process comparison.
-        drift_rounds: windows per source in the drift scenario (16 sources).
         sim_train_windows: normal simulated windows to train the simulated-ECG bundle on.
         sim_fit_args: ``training fit`` arguments for that bundle.
         ecg_fit_args: ``training fit`` arguments for the ECG5000 bundle.
     """
 
     mode: Mode
-    throughput_windows: int
-    reps: int
-    naive_windows: int
-    latency_phase_s: float
-    latency_rates: tuple[int, ...]
-    latency_tuned: tuple[tuple[float | None, dict[str, str]], ...]
-    txn_floor_batches: int
-    scaling_windows: int
-    drift_rounds: int
     sim_train_windows: int
     sim_fit_args: tuple[str, ...]
     ecg_fit_args: tuple[str, ...]
@@ -66,7 +51,7 @@ class ModeConfig:
 _COMMON_FIT = ("--no-plots", "--quiet")
 # librdkafka retries AddOffsetsToTxn after retry.backoff.ms when the coordinator still
 # finishes the previous commit (CONCURRENT_TRANSACTIONS): with librdkafka's default, 100 ms,
-# every back-to-back batch pays it. The detector's producer uses 5 ms (detector.kafka_io);
+# every back-to-back batch pays it. The detector's producer uses 5 ms (detector.kafka_publisher);
 # this benchmark measures librdkafka's default beside it, to show what the setting buys.
 TXN_BACKOFF = {k: str(v) for k, v in TXN_RETRY_BACKOFF.items()}  # the detector's
 LIBRDKAFKA_BACKOFF = {"retry.backoff.ms": "100", "retry.backoff.max.ms": "1000"}
@@ -74,15 +59,6 @@ _QUICK_FIT = ("--epochs", "15", "--folds", "2", "--no-baseline", *_COMMON_FIT)
 
 QUICK = ModeConfig(
     mode="quick",
-    throughput_windows=30_000,
-    reps=2,
-    naive_windows=40,
-    latency_phase_s=3.0,
-    latency_rates=(1_000, 5_000, 20_000),
-    latency_tuned=(),
-    txn_floor_batches=100,
-    scaling_windows=40_000,
-    drift_rounds=1_800,
     sim_train_windows=3_000,
     # a small budget: the quick mode must finish in 3 minutes from a fresh clone
     sim_fit_args=(*_QUICK_FIT, "--format", "npz"),
@@ -91,20 +67,12 @@ QUICK = ModeConfig(
 
 FULL = ModeConfig(
     mode="full",
-    throughput_windows=200_000,
-    reps=3,
-    naive_windows=200,
-    latency_phase_s=20.0,
-    latency_rates=(1_000, 5_000, 20_000),
-    latency_tuned=((None, LIBRDKAFKA_BACKOFF),),
-    txn_floor_batches=300,
-    scaling_windows=200_000,
-    drift_rounds=4_000,
     sim_train_windows=6_000,
     sim_fit_args=("--format", "npz", "--epochs", "60", "--folds", "3", *_COMMON_FIT),
     # the training defaults: the model the project ships
     ecg_fit_args=("--format", "ecg5000", *_COMMON_FIT),
 )
+MODES: dict[str, ModeConfig] = {"quick": QUICK, "full": FULL}
 
 
 def topic_names(prefix: str) -> dict[str, str]:
@@ -165,9 +133,4 @@ def detector_settings(
         "startup_timeout_s": 60,
         "log_level": "WARNING",
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    return DetectorSettings(_env_file=None, **base)
+    return DetectorSettings(_env_file=None, **merge_overrides(base, overrides))

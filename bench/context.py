@@ -34,6 +34,7 @@ class Context:
         cfg: sizes of this mode.
         sim_bundle: bundle trained on simulated ECG (throughput, latency, scaling, drift).
         ecg_bundle: bundle trained on ECG5000 (the replay), None when the data is missing.
+        workdir: scratch folder of the run (child processes' logs and reports).
         started: monotonic time the run started (progress lines show the elapsed time).
     """
 
@@ -42,6 +43,7 @@ class Context:
     cfg: ModeConfig
     sim_bundle: Path
     ecg_bundle: Path | None
+    workdir: Path = Path(".")
     started: float = field(default_factory=time.monotonic)
     _models: dict[Path, BenchModel] = field(default_factory=dict)
 

@@ -23,34 +23,38 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from bench import stats
 from bench.broker import BenchError, CommitWatcher, create_topics, wait_until
 from bench.config import LIBRDKAFKA_BACKOFF, TXN_BACKOFF, create_output_topics
 from bench.context import Context
 from bench.data import SIM_SEED, SIM_SOURCES
 from bench.detector_proc import (
-    TF_SINGLE_THREAD,
     DetectorRun,
     detector_child,
     null_detector_child,
     wait_ready,
 )
 from bench.procs import Child
-from bench.targets import dig
-from detector.settings import DetectorSettings
+from bench.results import Figures, LatencySummary
+from kafka_local.clients import produce_records
 
 __all__ = [
+    "ANOMALY_RATE",
     "FLOOR_DETECTOR",
     "FLOOR_LIBRDKAFKA",
+    "TUNED_RATES",
+    "WARM_FRACTION",
     "AlertReader",
-    "run_latency",
+    "FloorFigures",
+    "LatencyRun",
+    "PhaseLatency",
+    "measure",
     "summarise_phases",
+    "transaction_floor",
 ]
 
 PARTITIONS = 4
@@ -60,6 +64,43 @@ ANOMALY_RATE = 0.04
 WARM_FRACTION = 0.2
 WARMUP_PHASE = (1000, 2.0)
 TUNED_RATES = (1_000, 5_000)
+
+
+class PhaseLatency(Figures):
+    """One fixed-rate phase: what the pacer sent, and the latencies of its ``opened`` alerts."""
+
+    rate: int
+    achieved_per_s: float | None
+    seconds: float
+    sent: int
+    produce_to_alert: LatencySummary
+    produce_to_decision: LatencySummary
+
+
+class LatencyRun(Figures):
+    """One detector (or null detector) process under the pacer's phases."""
+
+    delivery: str
+    null: bool
+    max_wait_s: float | None
+    options: dict[str, str]
+    sent: int
+    alerts_read: int
+    reader_errors: list[str]
+    drain_after_last_send_s: float
+    detector_cpu_cores: float | None
+    phases: list[PhaseLatency]
+
+    def phase(self, rate: int) -> PhaseLatency | None:
+        """The phase at ``rate`` windows/s, if measured."""
+        return next((p for p in self.phases if p.rate == rate), None)
+
+
+class FloorFigures(Figures):
+    """The bare read-process-write loop: per iteration, and (exactly-once) send_offsets."""
+
+    batch: LatencySummary
+    send_offsets: LatencySummary | None = None
 
 
 class AlertReader:
@@ -116,7 +157,7 @@ def summarise_phases(
     alerts: list[tuple[float, dict[str, Any]]],
     phases: list[dict[str, Any]],
     warm_fraction: float = WARM_FRACTION,
-) -> list[dict[str, Any]]:
+) -> list[PhaseLatency]:
     """Latency percentiles of ``opened`` alerts per pacer phase (by the window's event time).
 
     Args:
@@ -124,7 +165,7 @@ def summarise_phases(
         phases: the pacer's phases (``rate``, ``start_ms``, ``end_ms``, ``achieved_per_s``).
         warm_fraction: leading share of each phase left out (the detector settling).
     """
-    out: list[dict[str, Any]] = []
+    out: list[PhaseLatency] = []
     for phase in phases:
         lo = phase["start_ms"] + warm_fraction * (phase["end_ms"] - phase["start_ms"])
         hi = phase["end_ms"]
@@ -138,30 +179,30 @@ def summarise_phases(
                 total.append(arrived - event_ms)
                 to_decision.append(alert["detected_at_ms"] - event_ms)
         out.append(
-            {
-                "rate": phase["rate"],
-                "achieved_per_s": phase["achieved_per_s"],
-                "seconds": phase["seconds"],
-                "sent": phase["sent"],
-                "produce_to_alert": stats.latency_summary(total),
-                "produce_to_decision": stats.latency_summary(to_decision),
-            }
+            PhaseLatency(
+                rate=phase["rate"],
+                achieved_per_s=phase["achieved_per_s"],
+                seconds=phase["seconds"],
+                sent=phase["sent"],
+                produce_to_alert=LatencySummary.of(total),
+                produce_to_decision=LatencySummary.of(to_decision),
+            )
         )
     return out
 
 
-def _one_mode(
+def measure(
     ctx: Context,
     delivery: str,
-    workdir: Path,
     rates: tuple[int, ...],
+    phase_s: float,
     max_wait_s: float | None = None,
     options: dict[str, str] | None = None,
     label: str = "",
     null: bool = False,
-) -> dict[str, Any]:
+) -> LatencyRun:
     """One detector (or, ``null``, :mod:`bench.null_detector`) under the pacer's phases."""
-    cfg = ctx.cfg
+    workdir = ctx.workdir
     short = ("eos" if delivery == "exactly-once" else "alo") + (f"-{label}" if label else "")
     names = DetectorRun(ctx.name(f"lat-{short}-windows"), ctx.name(f"lat-{short}"), PARTITIONS)
     create_topics(ctx.bootstrap, {names.windows_topic: PARTITIONS})
@@ -179,7 +220,7 @@ def _one_mode(
             options=options,
             env={"DETECTOR_LIFECYCLE__RESOLVE_AFTER_WINDOWS": "1"},
         )
-    phases = [WARMUP_PHASE, *((rate, cfg.latency_phase_s) for rate in rates)]
+    phases = [WARMUP_PHASE, *((rate, phase_s) for rate in rates)]
     report_path = workdir / f"{names.run}-pacer.json"
     pacer = Child(
         "bench.pacer",
@@ -215,9 +256,7 @@ def _one_mode(
                 raise BenchError(f"pacer failed:\n{pacer.log_tail()}")
             report = json.loads(report_path.read_text())
             sent = int(report["sent"])
-            wait_until(
-                lambda: watcher.total() >= sent, 120, f"{sent} windows committed ({delivery})"
-            )
+            watcher.wait(sent, 120, f"{sent} windows committed ({delivery})")
             drained_after_s = time.monotonic() - t0 - sum(p["seconds"] for p in report["phases"])
             cpu1 = detector.cpu_seconds() or 0.0
             wall = time.monotonic() - t0
@@ -227,21 +266,21 @@ def _one_mode(
             watcher.close()
     alerts = reader.alerts()
     measured = report["phases"][1:]  # the first is the warm-up
-    return {
-        "delivery": delivery,
-        "null": null,
-        "max_wait_s": max_wait_s,
-        "options": options or {},
-        "sent": sent,
-        "alerts_read": len(alerts),
-        "reader_errors": reader.errors[:5],
-        "drain_after_last_send_s": drained_after_s,
-        "detector_cpu_cores": (cpu1 - cpu0) / wall if wall > 0 else None,
-        "phases": summarise_phases(alerts, measured),
-    }
+    return LatencyRun(
+        delivery=delivery,
+        null=null,
+        max_wait_s=max_wait_s,
+        options=options or {},
+        sent=sent,
+        alerts_read=len(alerts),
+        reader_errors=reader.errors[:5],
+        drain_after_last_send_s=drained_after_s,
+        detector_cpu_cores=(cpu1 - cpu0) / wall if wall > 0 else None,
+        phases=summarise_phases(alerts, measured),
+    )
 
 
-def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
+def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, FloorFigures]:
     """The bare cost of one exactly-once batch on this broker, and of its at-least-once twin.
 
     A read-process-write loop with nothing to process: consume one record, produce one,
@@ -250,11 +289,8 @@ def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
     synchronously (at-least-once). The p99 of this loop is a floor no detector batch can go under.
     """
     create_topics(bootstrap, {topic: 1, f"{topic}-out": 1})
-    feeder = Producer({"bootstrap.servers": bootstrap, "log_level": 3})
-    for i in range(3 * n):
-        feeder.produce(topic, value=b"x", key=str(i).encode())
-    feeder.flush(30)
-    out: dict[str, Any] = {}
+    produce_records(bootstrap, topic, ((str(i).encode(), b"x", None) for i in range(3 * n)))
+    out: dict[str, FloorFigures] = {}
     for mode, extra in (
         (FLOOR_LIBRDKAFKA, LIBRDKAFKA_BACKOFF),
         (FLOOR_DETECTOR, TXN_BACKOFF),
@@ -312,66 +348,8 @@ def transaction_floor(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
         finally:
             consumer.close()
             producer.flush(10)
-        out[mode] = {"batch": stats.latency_summary(totals)}
-        if offsets:
-            out[mode]["send_offsets"] = stats.latency_summary(offsets)
+        out[mode] = FloorFigures(
+            batch=LatencySummary.of(totals),
+            send_offsets=LatencySummary.of(offsets) if offsets else None,
+        )
     return out
-
-
-def run_latency(ctx: Context, workdir: Path) -> dict[str, Any]:
-    """Both delivery modes at the default settings, then the tuned exactly-once runs."""
-    defaults = DetectorSettings.model_fields
-    out: dict[str, Any] = {
-        "sources": SIM_SOURCES,
-        "anomaly_rate": ANOMALY_RATE,
-        "warm_fraction": WARM_FRACTION,
-        "encoding": "binary",
-        "detector": {
-            "max_batch": defaults["max_batch"].default,
-            "max_wait_s": defaults["max_wait_s"].default,
-            "resolve_after_windows": 1,
-            "env": TF_SINGLE_THREAD,
-        },
-        "modes": {},
-        "tuned": [],
-        "transaction_floor": transaction_floor(
-            ctx.bootstrap, ctx.name("txn-floor"), ctx.cfg.txn_floor_batches
-        ),
-    }
-    floor = out["transaction_floor"]
-    ctx.log(
-        "latency: bare transaction p50/p99 "
-        + "; ".join(
-            f"{mode} {_ms(dig(r, 'batch', 'p50_ms'))}/{_ms(dig(r, 'batch', 'p99_ms'))}"
-            for mode, r in floor.items()
-        )
-    )
-    for delivery in ("exactly-once", "at-least-once"):
-        result = _one_mode(ctx, delivery, workdir, ctx.cfg.latency_rates)
-        out["modes"][delivery] = result
-        _log(ctx, delivery, result)
-    # The floor: the detector's Kafka loop with no work, at the rates of the target.
-    out["null_detector"] = _one_mode(
-        ctx, "exactly-once", workdir, TUNED_RATES, label="null", null=True
-    )
-    _log(ctx, "exactly-once, null detector (no work)", out["null_detector"])
-    for i, (wait_s, options) in enumerate(ctx.cfg.latency_tuned):
-        result = _one_mode(
-            ctx, "exactly-once", workdir, TUNED_RATES, wait_s, options, label=f"tuned{i}"
-        )
-        out["tuned"].append(result)
-        _log(ctx, f"exactly-once max_wait_s={wait_s} {options}", result)
-    return out
-
-
-def _log(ctx: Context, what: str, result: dict[str, Any]) -> None:
-    for phase in result["phases"]:
-        p = phase["produce_to_alert"]
-        ctx.log(
-            f"latency: {what} {phase['rate']}/s (sent {phase['achieved_per_s']:,.0f}/s): "
-            f"p50 {_ms(p['p50_ms'])} p99 {_ms(p['p99_ms'])} n={p['n']}"
-        )
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} ms"

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from bench.procs import cpu_seconds
+from bench.results import CpuUse, MachineFacts
 
 __all__ = ["CpuMeter", "machine_facts"]
 
@@ -59,7 +59,7 @@ def _first(version: object) -> str:
     return str(version)
 
 
-def machine_facts(kafka_version: str | None, broker_origin: str) -> dict[str, Any]:
+def machine_facts(kafka_version: str | None, broker_origin: str) -> MachineFacts:
     """Cores, memory, CPU model, OS, and the versions of everything measured."""
     import confluent_kafka
     import numpy
@@ -76,18 +76,18 @@ def machine_facts(kafka_version: str | None, broker_origin: str) -> dict[str, An
     java_home = os.environ.get("JAVA_HOME")
     if java_home:
         java = Path(java_home).name
-    return {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hostname": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)),
-        "cpu_model": _cpu_model(),
-        "memory_bytes": _meminfo_bytes("MemTotal"),
-        "memory_available_bytes": _meminfo_bytes("MemAvailable"),
-        "load_average": list(os.getloadavg()),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": sys.version.split()[0],
-        "versions": {
+    return MachineFacts(
+        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+        hostname=socket.gethostname(),
+        cpu_count=os.cpu_count(),
+        cpu_affinity=len(os.sched_getaffinity(0)),
+        cpu_model=_cpu_model(),
+        memory_bytes=_meminfo_bytes("MemTotal"),
+        memory_available_bytes=_meminfo_bytes("MemAvailable"),
+        load_average=list(os.getloadavg()),
+        os=f"{platform.system()} {platform.release()}",
+        python=sys.version.split()[0],
+        versions={
             "tensorflow": tf_version,
             "keras": _version("keras"),
             "numpy": numpy.__version__,
@@ -98,8 +98,8 @@ def machine_facts(kafka_version: str | None, broker_origin: str) -> dict[str, An
             "pydantic": _version("pydantic"),
             "java_home": java,
         },
-        "broker": broker_origin,
-    }
+        broker=broker_origin,
+    )
 
 
 def _busy_jiffies() -> tuple[int, int]:
@@ -153,13 +153,13 @@ class CpuMeter:
         self._start = self._mark()
         return self
 
-    def stop(self) -> dict[str, float | None]:
+    def stop(self) -> CpuUse:
         """Cores used on average: ``machine``, ``ours``, ``others``; and ``cores`` available."""
         assert self._start is not None
         a, b = self._start, self._mark()
         wall = b.wall - a.wall
         if wall <= 0:
-            return {"seconds": 0.0, "machine": None, "ours": None, "others": None}
+            return CpuUse(seconds=0.0)
         cores = os.cpu_count() or 1
         # jiffies are per CPU: busy share of all jiffies times the core count
         machine = (b.busy - a.busy) / max(1, b.total - a.total) * cores
@@ -169,10 +169,10 @@ class CpuMeter:
             if after is not None and after >= before:
                 ours += after - before
         ours_cores = ours / wall
-        return {
-            "seconds": wall,
-            "cores": float(cores),
-            "machine": machine,
-            "ours": ours_cores,
-            "others": max(0.0, machine - ours_cores),
-        }
+        return CpuUse(
+            seconds=wall,
+            cores=float(cores),
+            machine=machine,
+            ours=ours_cores,
+            others=max(0.0, machine - ours_cores),
+        )

@@ -14,13 +14,27 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer
+from pydantic import Field
 
 from bench.broker import BenchError
+from bench.results import Figures
 
-__all__ = ["naive_baseline"]
+__all__ = ["NaiveRun", "naive_baseline"]
 
 WARMUP_MESSAGES = 3
 _MODELS: dict[Path, Any] = {}
+
+
+class NaiveRun(Figures):
+    """Figures of the naive baseline (``runs_windows_per_s``: each repetition's rate)."""
+
+    windows: int
+    seconds: float
+    windows_per_s: float | None
+    ms_per_window: float | None
+    alerts: int
+    how: str
+    runs_windows_per_s: list[float] = Field(default_factory=list)
 
 
 def _load(path: Path) -> Any:
@@ -41,7 +55,7 @@ def naive_baseline(
     manifest: Any,
     count: int,
     timeout_s: float,
-) -> dict[str, Any]:
+) -> NaiveRun:
     """Handle ``count`` JSON windows one at a time; windows per second.
 
     The first :data:`WARMUP_MESSAGES` messages (Keras builds its predict function on the
@@ -87,12 +101,12 @@ def naive_baseline(
     finally:
         consumer.close()
         producer.flush(10)
-    return {
-        "windows": count,
-        "seconds": seconds,
-        "windows_per_s": count / seconds,
-        "ms_per_window": seconds / count * 1000,
-        "alerts": alerts,
-        "how": "poll() one message, json.loads, keras Model.predict on a batch of 1, "
+    return NaiveRun(
+        windows=count,
+        seconds=seconds,
+        windows_per_s=count / seconds,
+        ms_per_window=seconds / count * 1000,
+        alerts=alerts,
+        how="poll() one message, json.loads, keras Model.predict on a batch of 1, "
         "produce an alert above the bundle threshold; auto-commit",
-    }
+    )

@@ -13,7 +13,7 @@ installed wheel, never copied):
 * ``ecg5000``: the TensorFlow tutorial's split; every beat its own source, so every method
   judges it by the bundle's threshold (figures over all windows).
 * ``sim-drift-moderate`` / ``sim-drift-large``: the simulator's ECG stream (16 sources)
-  with gradual amplitude drift and anomaly episodes (:func:`bench.quality._drift_stream`).
+  with gradual amplitude drift and anomaly episodes (:func:`bench.drift_stream.drift_stream`).
 * ``daphnet-s06r02e0``: 9 accelerometer channels at 64 Hz, no freezing episode in this
   recording (false alarms only). Trained on the first 20% of rows (the subject standing),
   scored on the rest (walking): a regime change the training rows never showed.
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import shlex
 import sys
@@ -40,7 +41,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -74,12 +74,13 @@ class Split:
 
 def _aeon_data(name: str) -> Path:
     try:
-        import aeon
+        # untyped (no py.typed), and only in the [eval] extra: imported by name
+        aeon = importlib.import_module("aeon")
     except ImportError as exc:
         raise SystemExit(
             "quality: the aeon package is missing: pip install -e '.[eval]' (make quality does)"
         ) from exc
-    return Path(aeon.__file__).parent / "datasets" / "data" / name
+    return Path(str(aeon.__file__)).parent / "datasets" / "data" / name
 
 
 class _MemoScorer:
@@ -131,7 +132,10 @@ def _sim(magnitude_name: str, log: Callable[[str], None], workdir: Path) -> Spli
     from bench.bundles import BundleJob, write_sim_npz
     from bench.config import QUICK
     from bench.data import SIM_SEED, event_time_ms
-    from bench.quality import DRIFT_SCENARIOS, _drift_stream
+    from bench.drift_stream import DRIFT_SCENARIOS, drift_stream
+    from bench.sections.drift import Drift
+
+    rounds = Drift.quick.rounds
 
     npz = workdir / "sim-train.npz"
     job = BundleJob(
@@ -147,7 +151,7 @@ def _sim(magnitude_name: str, log: Callable[[str], None], workdir: Path) -> Spli
         write_sim_npz(npz, QUICK.sim_train_windows)
     train = np.load(npz)["windows"].astype(np.float32)
     magnitude = DRIFT_SCENARIOS[magnitude_name][0]
-    stream, _ = _drift_stream(SimpleNamespace(cfg=QUICK), magnitude)  # type: ignore[arg-type]
+    stream, _ = drift_stream(rounds, QUICK.sim_train_windows, magnitude)
     times = np.asarray([event_time_ms(int(s)) for s in stream.seqs], dtype=np.int64)
     values = stream.values.astype(np.float32)
     if values.ndim == 2:
@@ -157,7 +161,7 @@ def _sim(magnitude_name: str, log: Callable[[str], None], workdir: Path) -> Spli
     return Split(
         f"sim-drift-{magnitude_name}", bundle, train, values, stream.labels.astype(bool),
         list(stream.source_ids), times,
-        f"simulated ECG, 16 sources x {QUICK.drift_rounds} windows, gradual amplitude drift "
+        f"simulated ECG, 16 sources x {rounds} windows, gradual amplitude drift "
         f"of {magnitude:.0%}, anomaly episodes of 3-12 windows",
     )  # fmt: skip
 

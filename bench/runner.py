@@ -1,4 +1,4 @@
-"""One benchmark run: broker, bundles, sections, targets, results file, Markdown section."""
+"""One benchmark run: broker, bundles, the registry's sections, targets, results, Markdown."""
 
 from __future__ import annotations
 
@@ -11,37 +11,47 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import registry
 from bench.broker import BrokerInfo, open_broker, run_tag
 from bench.bundles import BundleJob, write_sim_npz
-from bench.config import FULL, QUICK, ModeConfig
+from bench.config import MODES, ModeConfig
 from bench.context import Context
 from bench.data import SIM_SEED, ecg5000_path
 from bench.machine import CpuMeter, machine_facts
-from bench.report import diagnose, fmt, render_section, replace_section, write_json
-from bench.targets import evaluate
+from bench.markdown import fmt, replace_section
+from bench.report import render_section, summary
+from bench.results import (
+    BrokerDoc,
+    BundleInfo,
+    CpuUse,
+    Figures,
+    QuietWait,
+    RunResults,
+    write_json,
+)
+from bench.section import Section, SectionSkippedError
 from detector.bundle import read_manifest
 
 __all__ = ["run"]
-
-RESULTS_SCHEMA = 1
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _bundle_info(path: Path, source: str) -> dict[str, Any]:
+def _bundle_info(path: Path, source: str, command: str | None) -> BundleInfo:
     m = read_manifest(path)
-    return {
-        "path": str(path),
-        "model_id": m.model_id,
-        "arch": m.arch,
-        "window": [m.window_size, m.n_channels],
-        "threshold": m.threshold.value,
-        "target_far": m.threshold.target_far,
-        "source": source,
-        "metrics": m.metrics,
-    }
+    return BundleInfo(
+        path=str(path),
+        model_id=m.model_id,
+        arch=m.arch,
+        window=[m.window_size, m.n_channels],
+        threshold=m.threshold.value,
+        target_far=m.threshold.target_far,
+        source=source,
+        metrics=m.metrics,
+        training_command=command,
+    )
 
 
 def _bundle_jobs(args: argparse.Namespace, cfg: ModeConfig, workdir: Path) -> list[BundleJob]:
@@ -65,9 +75,9 @@ def _bundle_jobs(args: argparse.Namespace, cfg: ModeConfig, workdir: Path) -> li
 
 def _bundles(
     args: argparse.Namespace, jobs: list[BundleJob], log: Callable[[str], None]
-) -> tuple[Path, Path | None, dict[str, Any]]:
+) -> tuple[Path, Path | None, dict[str, BundleInfo]]:
     by_name = {job.name: job for job in jobs}
-    info: dict[str, Any] = {}
+    info: dict[str, BundleInfo] = {}
     paths: dict[str, Path | None] = {}
     for name, given, label in (
         ("sim-ecg", args.sim_bundle, "simulated ECG"),
@@ -83,18 +93,17 @@ def _bundles(
             paths[name] = None
             continue
         paths[name] = path
-        info[label] = {**_bundle_info(path, how), "training_command": command}
-        log(f"bundles: {label} {info[label]['model_id']} ({how})")
+        info[label] = _bundle_info(path, how, command)
+        log(f"bundles: {label} {info[label].model_id} ({how})")
     sim = paths["sim-ecg"]
     assert sim is not None
     return sim, paths["ecg5000"], info
 
 
-PERFORMANCE = ("throughput", "latency", "scaling")
 QUIET_CORES = 0.3
 
 
-def _await_quiet(ctx: Context, budget_s: float) -> dict[str, Any]:
+def _await_quiet(ctx: Context, budget_s: float) -> QuietWait:
     """Wait (at most ``budget_s``) until other processes use under QUIET_CORES cores.
 
     On a shared host a neighbour's burst ruins a throughput figure; waiting it out is cheap.
@@ -105,52 +114,27 @@ def _await_quiet(ctx: Context, budget_s: float) -> dict[str, Any]:
     while True:
         meter = CpuMeter(pids).start()
         time.sleep(1.0)
-        others = meter.stop()["others"] or 0.0
+        others = meter.stop().others or 0.0
         waited = time.monotonic() - started
         if others < QUIET_CORES or waited >= budget_s:
             if waited > 1.5:
                 ctx.log(f"waited {waited:.0f} s for other processes ({others:.2f} cores now)")
-            return {"waited_s": waited, "others_cores": others, "quiet": others < QUIET_CORES}
+            return QuietWait(waited_s=waited, others_cores=others, quiet=others < QUIET_CORES)
 
 
 def _section(
-    name: str, fn: Callable[[], dict[str, Any]], log: Callable[[str], None]
-) -> tuple[dict[str, Any] | None, str | None]:
+    section: Section[Any, Any], ctx: Context, mode: str
+) -> tuple[Figures | None, str | None, str | None]:
+    """(result, skipped reason, error) of one section; a failure never stops the run."""
     try:
-        return fn(), None
+        return section.run(ctx, section.sizes(mode)), None, None
+    except SectionSkippedError as exc:
+        ctx.log(f"{section.name}: skipped: {exc}")
+        return None, str(exc), None
     except Exception as exc:
-        log(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+        ctx.log(f"{section.name}: FAILED: {type(exc).__name__}: {exc}")
         traceback.print_exc()
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def _sections(ctx: Context, workdir: Path) -> dict[str, Callable[[], dict[str, Any]]]:
-    from bench.latency import run_latency
-    from bench.quality import drift_scenario, ecg5000_replay
-    from bench.scaling import run_scaling
-    from bench.throughput import run_throughput
-
-    return {
-        "throughput": lambda: run_throughput(ctx),
-        "ecg5000": lambda: ecg5000_replay(ctx),
-        "drift": lambda: drift_scenario(ctx),
-        "latency": lambda: run_latency(ctx, workdir),
-        "scaling": lambda: run_scaling(ctx, workdir),
-    }
-
-
-def _summary(results: dict[str, Any]) -> str:
-    lines = ["", f"== bench {results['mode']}: targets =="]
-    for t in results["targets"]:
-        verdict = {True: "pass", False: "MISS", None: "not measured"}[t["passed"]]
-        lines.append(
-            f"  {verdict:>12}  {t['description']}: {fmt(t['value'], 'num', 2)} {t['unit']} "
-            f"(required {t['op']} {fmt(t['bound'], 'num', 1)})"
-        )
-    for name, err in (results.get("errors") or {}).items():
-        lines.append(f"  section {name} FAILED: {err}")
-    lines.append(f"  results: {results['results_file']}  ({fmt(results['duration_s'], 's', 0)})")
-    return "\n".join(lines)
+        return None, None, f"{type(exc).__name__}: {exc}"
 
 
 def run(mode: str, only: list[str], command: str, args: argparse.Namespace, workdir: Path) -> int:
@@ -158,16 +142,16 @@ def run(mode: str, only: list[str], command: str, args: argparse.Namespace, work
     from detector.log import configure_logging
 
     configure_logging("WARNING", "json")
-    cfg = QUICK if mode == "quick" else FULL
+    cfg = MODES[mode]
     started_at, t0 = _now(), time.monotonic()
-    partial = set(only) != {"throughput", "ecg5000", "drift", "latency", "scaling"}
+    partial = set(only) != set(registry.names())
     print(f"bench: {command} ({mode} mode)", flush=True)
-    sections: dict[str, Any] = {}
+    sections: dict[str, Figures] = {}
+    skipped: dict[str, str] = {}
     errors: dict[str, str] = {}
-    cpu: dict[str, Any] = {}
+    cpu: dict[str, CpuUse] = {}
     seconds: dict[str, float] = {}
-    quiet: dict[str, Any] = {}
-    broker_doc: dict[str, Any]
+    quiet: dict[str, QuietWait] = {}
     jobs = _bundle_jobs(args, cfg, workdir)
     for job in jobs:
         if not job.cached:
@@ -177,70 +161,77 @@ def run(mode: str, only: list[str], command: str, args: argparse.Namespace, work
         for job in jobs:
             cleanup.callback(job.kill)
         broker = cleanup.enter_context(open_broker())
-        ctx = Context(broker, run_tag(), cfg, Path("."), None, started=t0)
+        ctx = Context(broker, run_tag(), cfg, Path("."), None, workdir, started=t0)
         ctx.log(
             f"broker: {broker.origin} at {broker.bootstrap_servers}"
             + (f", started in {broker.start_s:.1f} s" if broker.start_s else "")
         )
         machine = machine_facts(broker.kafka_version, broker.origin)
-        broker_doc = _broker_doc(broker)
         sim, ecg, bundles = _bundles(args, jobs, ctx.log)
         ctx.sim_bundle, ctx.ecg_bundle = sim, ecg
-        runners = _sections(ctx, workdir)
-        for name in only:
-            if name in PERFORMANCE and args.wait_quiet > 0:
+        for section in registry.SECTIONS:
+            name = section.name
+            if name not in only:
+                continue
+            if section.performance and args.wait_quiet > 0:
                 quiet[name] = _await_quiet(ctx, args.wait_quiet)
             ctx.log(f"{name}: starting")
             meter = CpuMeter([broker.pid] if broker.pid else []).start()
             began = time.monotonic()
-            result, error = _section(name, runners[name], ctx.log)
+            result, skip, error = _section(section, ctx, mode)
             seconds[name] = time.monotonic() - began
             cpu[name] = meter.stop()
             if result is not None:
                 sections[name] = result
+            if skip is not None:
+                skipped[name] = skip
             if error is not None:
                 errors[name] = error
             ctx.log(
                 f"{name}: done in {seconds[name]:.0f} s (machine busy "
-                f"{fmt(cpu[name]['machine'], 'num', 2)} cores, other processes "
-                f"{fmt(cpu[name]['others'], 'num', 2)})"
+                f"{fmt(cpu[name].machine, 'num', 2)} cores, other processes "
+                f"{fmt(cpu[name].others, 'num', 2)})"
             )
     out_file = args.out / (f"{mode}-partial.json" if partial else f"{mode}.json")
-    results: dict[str, Any] = {
-        "schema": RESULTS_SCHEMA,
-        "mode": mode,
-        "command": command,
-        "started_at": started_at,
-        "finished_at": _now(),
-        "duration_s": time.monotonic() - t0,
-        "results_file": str(out_file),
-        "sections_run": only,
-        "machine": machine,
-        "broker": broker_doc,
-        "config": cfg.as_dict(),
-        "bundles": bundles,
-        "section_seconds": seconds,
-        "section_cpu": cpu,
-        "quiet_wait": quiet,
-        "sections": sections,
-        "errors": errors,
-        "targets": evaluate(sections),
-    }
-    results["diagnosis"] = diagnose(results)
-    write_json(out_file, results)
+    targets = registry.evaluate(sections)
+    results = RunResults(
+        mode=mode,
+        command=command,
+        started_at=started_at,
+        finished_at=_now(),
+        duration_s=time.monotonic() - t0,
+        results_file=str(out_file),
+        sections_run=only,
+        machine=machine,
+        broker=_broker_doc(broker),
+        config={
+            **cfg.as_dict(),
+            "sections": {s.name: s.sizes_doc(mode) for s in registry.SECTIONS},
+        },
+        bundles=bundles,
+        section_seconds=seconds,
+        section_cpu=cpu,
+        quiet_wait=quiet,
+        sections=sections,
+        skipped=skipped,
+        errors=errors,
+        targets=targets,
+        diagnosis=registry.diagnose(sections, targets),
+    )
+    write_json(out_file, results.to_json())
     if not partial:
         doc = args.markdown.read_text() if args.markdown.is_file() else ""
         args.markdown.write_text(replace_section(doc, mode, render_section(results)))
-    print(_summary(results), flush=True)
+    print(summary(results), flush=True)
     if not partial:
         print(f"  BENCHMARKS.md section '{mode}' updated", flush=True)
     return 1 if errors else 0
 
 
-def _broker_doc(broker: BrokerInfo) -> dict[str, Any]:
-    return {
-        "origin": broker.origin,
-        "bootstrap_servers": broker.bootstrap_servers,
-        "kafka_version": broker.kafka_version,
-        "start_s": broker.start_s,
-    }
+def _broker_doc(broker: BrokerInfo) -> BrokerDoc:
+    return BrokerDoc(
+        origin=broker.origin,
+        bootstrap_servers=broker.bootstrap_servers,
+        kafka_version=broker.kafka_version,
+        start_s=broker.start_s,
+    )

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                         cpu = meter.stop()
                         det.stop()
                     records, size = _state_written(ctx.bootstrap, topic_names(run)["state"])
-                    ours = (cpu["ours"] or 0.0) * float(cpu["seconds"] or 0.0)
+                    ours = (cpu.ours or 0.0) * cpu.seconds
                     runs.setdefault(variant, []).append(
                         {
                             "windows_per_s": result.per_s,
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                             "batches": result.batches,
                             "state_records": records,
                             "state_bytes": size,
-                            "others_cores": cpu["others"] or 0.0,
+                            "others_cores": cpu.others or 0.0,
                         }
                     )
                     ctx.log(f"{variant} rep {rep + 1}: {result.per_s:,.0f} windows/s")

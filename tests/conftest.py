@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.kafka_helpers import create_topic, unique_name
+from kafka_local.clients import create_topic, unique_name
 
 if TYPE_CHECKING:
     from kafka_local import LocalKafka

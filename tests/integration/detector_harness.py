@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-
 from detector.service import DetectorService
 from detector.settings import DetectorSettings
-from tests.kafka_helpers import unique_name, wait_until
+from kafka_local.clients import merge_overrides, unique_name
 
 
 def settings_for(bootstrap: str, **overrides: Any) -> DetectorSettings:
@@ -35,12 +33,7 @@ def settings_for(bootstrap: str, **overrides: Any) -> DetectorSettings:
         "max_wait_s": 0.05,
         "startup_timeout_s": 30,
     }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
-    return DetectorSettings(_env_file=None, **base)  # type: ignore[call-arg]
+    return DetectorSettings(_env_file=None, **merge_overrides(base, overrides))  # type: ignore[call-arg]
 
 
 @contextlib.contextmanager
@@ -65,49 +58,6 @@ def running(service: DetectorService) -> Iterator[DetectorService]:
         assert not thread.is_alive(), "the detector loop did not stop"
     if errors:
         raise errors[0]
-
-
-def produce(
-    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None, Any]]
-) -> None:
-    """Produce (key, value, headers) records and fail on any delivery error."""
-    failures: list[str] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for key, value, headers in records:
-        producer.produce(
-            topic,
-            key=key,
-            value=value,
-            headers=headers,
-            on_delivery=lambda err, _m: failures.append(str(err)) if err else None,
-        )
-    assert producer.flush(30) == 0
-    assert failures == []
-
-
-def committed_count(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    """Sum of the group's committed offsets over the topic's partitions."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return sum(max(tp.offset, 0) for tp in tps)
-    except KafkaException:
-        return -1  # coordinator still loading: the caller's bounded wait asks again
-    finally:
-        consumer.close()
-
-
-def wait_committed(
-    bootstrap: str, group: str, topic: str, partitions: int, n: int, timeout_s: float = 60
-) -> None:
-    wait_until(
-        lambda: committed_count(bootstrap, group, topic, partitions) >= n,
-        timeout_s,
-        f"{n} committed input offsets",
-    )
-
-
-Counter = Callable[[], int]
 
 
 def process_env(bootstrap: str, tag: str, **extra: str) -> dict[str, str]:
@@ -145,7 +95,7 @@ def offline_alert_ids(
     from detector.core import build_decider as make_core
     from detector.model import load_bundle
     from detector.settings import DetectorSettings
-    from tests.kafka_helpers import consume_records
+    from kafka_local.clients import consume_records
 
     settings = DetectorSettings(_env_file=None, threshold={"method": "static"})  # type: ignore[call-arg]
     core = make_core(read_manifest(bundle), settings.threshold, settings.lifecycle)

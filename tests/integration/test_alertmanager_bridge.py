@@ -27,8 +27,7 @@ import pytest
 
 from detector.alerts import Alert, AlertState, Severity
 from kafka_local import free_port
-from tests.integration.detector_harness import produce
-from tests.kafka_helpers import unique_name, wait_until
+from kafka_local.clients import produce_records, unique_name, wait_until
 from tests.ops_binaries import OpsProcess, get_json, run_alertmanager
 from tests.unit.test_alertmanager import make_alert
 
@@ -181,7 +180,7 @@ def test_an_episode_fires_then_resolves_in_the_real_alertmanager(
         # Another episode opens before ours and resolves after it opened: a restart re-reads
         # from our episode's first alert, which leaves the other's resolved alert behind it.
         other = unique_name("ep-other")
-        produce(
+        produce_records(
             kafka_bootstrap,
             topic,
             [
@@ -230,7 +229,7 @@ def test_an_episode_fires_then_resolves_in_the_real_alertmanager(
         # The other episode, opened before the committed offset, is not posted again.
         assert _logged(log2, "alertmanager_posted", lambda e: e.get("resolved")) == 0
 
-        produce(kafka_bootstrap, topic, [_alert(AlertState.RESOLVED, episode, 3)])
+        produce_records(kafka_bootstrap, topic, [_alert(AlertState.RESOLVED, episode, 3)])
         wait_until(lambda: _am_alerts(am, episode) == [], 60, "the alert to resolve")
         wait_until(lambda: webhook.alerts(episode, "resolved"), 30, "a resolved notification")
         (resolved,) = webhook.alerts(episode, "resolved")[:1]
@@ -241,7 +240,7 @@ def test_an_episode_fires_then_resolves_in_the_real_alertmanager(
         # A blip, opened and resolved at once, still fires (for --min-firing-s, 3 s here) so
         # that Alertmanager notifies it, then resolves.
         blip = unique_name("ep-blip")
-        produce(
+        produce_records(
             kafka_bootstrap,
             topic,
             [_alert(AlertState.OPENED, blip, 4), _alert(AlertState.RESOLVED, blip, 5)],
@@ -268,7 +267,7 @@ def test_an_unreachable_alertmanager_is_retried_until_it_answers(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     bridge_procs.append(_start_bridge(kafka_bootstrap, url, topic, unique_name("bridge"), log))
-    produce(kafka_bootstrap, topic, [_alert(AlertState.OPENED, episode, 0)])
+    produce_records(kafka_bootstrap, topic, [_alert(AlertState.OPENED, episode, 0)])
     wait_until(lambda: _logged(log, "alertmanager_unreachable") >= 2, 60, "failed attempts")
     refused = next(e for e in _events(log) if e["event"] == "alertmanager_unreachable")
     assert refused["level"] == "warning" and str(port) in refused["error"]

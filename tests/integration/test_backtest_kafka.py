@@ -26,9 +26,9 @@ from detector.events import parse_event
 from detector.kafka_state import read_committed_to_end
 from detector.messages import decode_window
 from detector.service import build_service
+from kafka_local.clients import consume_records, unique_name, wait_committed
 from producer.__main__ import main as producer_main
-from tests.integration.detector_harness import running, settings_for, wait_committed
-from tests.kafka_helpers import consume_records, unique_name
+from tests.integration.detector_harness import running, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_structlog")]
 

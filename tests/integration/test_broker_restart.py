@@ -29,7 +29,8 @@ from confluent_kafka import Producer
 
 from detector.alerts import Alert
 from kafka_local import LocalKafka
-from tests.integration.detector_harness import committed_count, offline_alert_ids
+from kafka_local.clients import committed_total, consume_records, unique_name, wait_until
+from tests.integration.detector_harness import offline_alert_ids
 from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     _env,
     _log_events,
@@ -38,7 +39,6 @@ from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     procs,
     tiny_bundle,
 )
-from tests.kafka_helpers import consume_records, unique_name, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -127,7 +127,7 @@ def test_broker_restarts_under_load_lose_and_duplicate_nothing(
     )
 
     def committed() -> int:
-        return committed_count(bootstrap, group, topic, 2)
+        return committed_total(bootstrap, group, topic, 2)
 
     stream = SteadyStream(bootstrap, topic, records, RATE)
     stream.start()

@@ -9,13 +9,8 @@ import pytest
 from detector.alerts import Alert, AlertState
 from detector.messages import H_CONTENT_TYPE, encode_binary, encode_json
 from detector.service import build_service
-from tests.integration.detector_harness import (
-    produce,
-    running,
-    settings_for,
-    wait_committed,
-)
-from tests.kafka_helpers import consume_records
+from kafka_local.clients import consume_records, produce_records, wait_committed
+from tests.integration.detector_harness import running, settings_for
 from tests.unit.helpers import MeanScorer, make_manifest
 
 pytestmark = pytest.mark.integration
@@ -47,7 +42,7 @@ def test_malformed_records_go_to_dead_letters_and_the_rest_is_scored(kafka_boots
         (b"src-0", None, None),
     ]
     with running(service):
-        produce(kafka_bootstrap, s.topics.windows, good[:20] + bad + good[20:])
+        produce_records(kafka_bootstrap, s.topics.windows, good[:20] + bad + good[20:])
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(good) + len(bad))
         dead = consume_records(kafka_bootstrap, s.topics.dead_letters, len(bad))
     reasons = sorted(dict(m.headers())["dlq-reason"].decode() for m in dead)
@@ -87,7 +82,7 @@ def test_a_burst_from_one_source_is_one_episode(kafka_bootstrap: str) -> None:
     records = [_window("pump-7", i, lvl) for i, lvl in enumerate(levels)]
     records += [_window("pump-8", i, 0.1) for i in range(50)]
     with running(service):
-        produce(kafka_bootstrap, s.topics.windows, records)
+        produce_records(kafka_bootstrap, s.topics.windows, records)
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(records))
         msgs = consume_records(
             kafka_bootstrap,
@@ -118,7 +113,7 @@ def test_at_least_once_mode_publishes_and_commits_without_transactions(
     assert not service.io.exactly_once
     records = [_window("a", i, 3.0 if 5 <= i < 8 else 0.1) for i in range(20)]
     with running(service):
-        produce(kafka_bootstrap, s.topics.windows, records)
+        produce_records(kafka_bootstrap, s.topics.windows, records)
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(records))
         msgs = consume_records(kafka_bootstrap, s.topics.alerts, 2)
     alerts = [Alert.model_validate_json(m.value()) for m in msgs]
@@ -133,7 +128,7 @@ def test_metrics_health_and_readiness_endpoints(kafka_bootstrap: str) -> None:
     import urllib.request
 
     from kafka_local import free_port
-    from tests.kafka_helpers import wait_until
+    from kafka_local.clients import wait_until
 
     port = free_port()
     s = settings_for(kafka_bootstrap, metrics_port=port, metrics_host="127.0.0.1")
@@ -148,7 +143,7 @@ def test_metrics_health_and_readiness_endpoints(kafka_bootstrap: str) -> None:
 
     with running(service):
         wait_until(lambda: get("/readyz")[0] == 200, 30, "readiness")
-        produce(
+        produce_records(
             kafka_bootstrap,
             s.topics.windows,
             [_window("a", i, 0.1) for i in range(10)] + [(b"a", b"{bad", None)],
@@ -172,7 +167,7 @@ def test_alerts_command_prints_readable_lines(kafka_bootstrap: str) -> None:
     service = build_service(s, MeanScorer(), make_manifest())
     records = [_window("pump-3", i, 2.5 if 3 <= i < 6 else 0.1) for i in range(12)]
     with running(service):
-        produce(kafka_bootstrap, s.topics.windows, records)
+        produce_records(kafka_bootstrap, s.topics.windows, records)
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(records))
     out = io.StringIO()
     printed = follow_alerts(

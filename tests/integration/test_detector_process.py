@@ -21,13 +21,14 @@ import pytest
 from detector.alerts import Alert, AlertState
 from detector.messages import encode_binary
 from kafka_local import free_port
-from tests.integration.detector_harness import (
-    committed_count,
-    offline_alert_ids,
-    process_env,
-    produce,
+from kafka_local.clients import (
+    committed_total,
+    consume_records,
+    produce_records,
+    unique_name,
+    wait_until,
 )
-from tests.kafka_helpers import consume_records, unique_name, wait_until
+from tests.integration.detector_harness import offline_alert_ids, process_env
 
 pytestmark = pytest.mark.integration
 
@@ -148,11 +149,11 @@ def test_replay_flags_exactly_what_the_bundle_flags_offline(
         120,
         "the detector to start",
     )
-    produce(kafka_bootstrap, f"{tag}-windows", records)
+    produce_records(kafka_bootstrap, f"{tag}-windows", records)
     assert procs[0].wait(timeout=120) == 0, (tmp_path / "det.log").read_text()[-3000:]
     # With resolve-after-1 and a tiny ongoing interval, every flagged window emits an
     # opened or ongoing alert: the alert stream lists every flagged window.
-    n = committed_count(kafka_bootstrap, f"{tag}-group", f"{tag}-windows", 2)
+    n = committed_total(kafka_bootstrap, f"{tag}-group", f"{tag}-windows", 2)
     assert n == len(records)
     stopped = [e for e in _log_events(tmp_path / "det.log") if e.get("event") == "detector_stopped"]
     total_alerts = int(stopped[-1]["alerts"])  # type: ignore[call-overload]
@@ -184,9 +185,9 @@ def _start_busy(
     proc = _start(bundle, env, log)
     procs.append(proc)
     wait_until(lambda: b"detector_started" in log.read_bytes(), 120, "the detector to start")
-    produce(bootstrap, f"{tag}-windows", records)
+    produce_records(bootstrap, f"{tag}-windows", records)
     wait_until(
-        lambda: committed_count(bootstrap, f"{tag}-group", f"{tag}-windows", 2) >= committed,
+        lambda: committed_total(bootstrap, f"{tag}-group", f"{tag}-windows", 2) >= committed,
         120,
         f"the detector to commit {committed} records",
     )
@@ -215,13 +216,13 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     group, topic = f"{tag}-group", f"{tag}-windows"
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    assert committed_count(kafka_bootstrap, group, topic, 2) < first_part, "killed too late"
-    produce(kafka_bootstrap, topic, records[first_part:])
+    assert committed_total(kafka_bootstrap, group, topic, 2) < first_part, "killed too late"
+    produce_records(kafka_bootstrap, topic, records[first_part:])
 
     second = _start(tiny_bundle, env, log, "--stop-when-idle", "4")
     procs.append(second)
     assert second.wait(timeout=180) == 0, log.read_text()[-3000:]
-    assert committed_count(kafka_bootstrap, group, topic, 2) == len(records)
+    assert committed_total(kafka_bootstrap, group, topic, 2) == len(records)
 
     # Dead letters: each bad record exactly once.
     dead = consume_records(kafka_bootstrap, f"{tag}-dlq", 2, timeout_s=30)
@@ -254,7 +255,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(
     (stopped,) = [e for e in _log_events(log) if e.get("event") == "detector_stopped"]
     processed = int(stopped["scored"]) + int(stopped["dead_letters"])  # type: ignore[call-overload]
     # Everything it processed was committed before it exited, and nothing more.
-    assert committed_count(kafka_bootstrap, group, topic, 2) == processed
+    assert committed_total(kafka_bootstrap, group, topic, 2) == processed
     assert 0 < processed < len(records)
 
 

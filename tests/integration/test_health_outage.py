@@ -28,8 +28,8 @@ import orjson
 import pytest
 
 from detector.messages import encode_binary
-from tests.integration.detector_harness import committed_count, process_env, produce
-from tests.kafka_helpers import unique_name, wait_until
+from kafka_local.clients import committed_total, produce_records, unique_name, wait_until
+from tests.integration.detector_harness import process_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -134,9 +134,9 @@ def test_readyz_fails_and_a_warning_is_logged_while_the_broker_is_down(
         for i in range(20):
             value, headers = encode_binary(f"s{i % 2}", i, 1_000 * i, rng.normal(0, 1, WINDOW))
             records.append((f"s{i % 2}".encode(), value, headers))
-        produce(bootstrap, f"{tag}-windows", records)
+        produce_records(bootstrap, f"{tag}-windows", records)
         wait_until(
-            lambda: committed_count(bootstrap, f"{tag}-group", f"{tag}-windows", 2) == 20,
+            lambda: committed_total(bootstrap, f"{tag}-group", f"{tag}-windows", 2) == 20,
             60,
             "the detector to commit its input",
         )

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from tests.kafka_helpers import consume_records, transactional_producer, unique_name, wait_until
+from kafka_local.clients import consume_records, transactional_producer, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
 

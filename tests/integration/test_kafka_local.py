@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 from kafka_local.broker import sweep_stale_workdirs
-from tests.kafka_helpers import consume_records, create_topic, unique_name, wait_until
+from kafka_local.clients import consume_records, create_topic, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
 

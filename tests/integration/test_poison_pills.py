@@ -23,13 +23,8 @@ from confluent_kafka import Producer
 
 from detector.messages import H_EVENT_TIME_MS, encode_binary, encode_json
 from detector.service import build_service
-from tests.integration.detector_harness import (
-    produce,
-    running,
-    settings_for,
-    wait_committed,
-)
-from tests.kafka_helpers import consume_records, create_topic
+from kafka_local.clients import consume_records, create_topic, produce_records, wait_committed
+from tests.integration.detector_harness import running, settings_for
 from tests.unit.helpers import MeanScorer, make_manifest
 
 pytestmark = pytest.mark.integration
@@ -69,15 +64,15 @@ def test_poison_pills_are_dead_lettered_and_the_stream_goes_on(kafka_bootstrap: 
         (k, b"100000000000000000000" if k == H_EVENT_TIME_MS else v) for k, v in far_headers
     ]
     with running(service):
-        produce(kafka_bootstrap, s.topics.windows, [_good(i) for i in range(3)])
+        produce_records(kafka_bootstrap, s.topics.windows, [_good(i) for i in range(3)])
         _produce_big(kafka_bootstrap, s.topics.windows, b"pump-1", junk)
         _produce_big(kafka_bootstrap, s.topics.windows, b"pump-1", huge)
-        produce(
+        produce_records(
             kafka_bootstrap,
             s.topics.windows,
             [(b"pump-1", far_json, None), (b"pump-1", far_value, far_headers)],
         )
-        produce(kafka_bootstrap, s.topics.windows, [_good(i) for i in range(10, 20)])
+        produce_records(kafka_bootstrap, s.topics.windows, [_good(i) for i in range(10, 20)])
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 1, 3 + 2 + 2 + 10)
         dead = consume_records(kafka_bootstrap, s.topics.dead_letters, 4, timeout_s=60)
     by_offset = {int(dict(m.headers())["dlq-source-offset"]): m for m in dead}

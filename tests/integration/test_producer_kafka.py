@@ -27,12 +27,12 @@ from detector.messages import (
     H_REGIME,
     decode_window,
 )
+from kafka_local.clients import consume_records, unique_name, wait_until
 from producer.__main__ import main
 from producer.errors import DeliveryError
 from producer.kafka_io import WindowProducer
 from producer.scenarios import DriftScenario
 from producer.simulate import make_arrays
-from tests.kafka_helpers import consume_records, unique_name, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_structlog")]
 

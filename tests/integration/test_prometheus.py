@@ -24,8 +24,8 @@ import pytest
 
 from detector.messages import encode_binary
 from kafka_local import free_port
-from tests.integration.detector_harness import process_env, produce
-from tests.kafka_helpers import unique_name, wait_until
+from kafka_local.clients import produce_records, unique_name, wait_until
+from tests.integration.detector_harness import process_env
 from tests.ops_binaries import OpsProcess, get_json, prom_query, run_prometheus
 
 pytestmark = pytest.mark.integration
@@ -146,7 +146,7 @@ def test_prometheus_scrapes_the_detector_and_evaluates_the_rules(
         wait_until(lambda: _value(prom, 'up{job="detector"}') == 1.0, 60, "the first scrape")
 
         first = _records(1, 400, 0)
-        produce(kafka_bootstrap, topic, first)
+        produce_records(kafka_bootstrap, topic, first)
         wait_until(
             lambda: (_value(prom, 'detector_windows_total{outcome="scored"}') or 0) >= len(first),
             120,
@@ -155,7 +155,7 @@ def test_prometheus_scrapes_the_detector_and_evaluates_the_rules(
         # A second burst after Prometheus has seen the first: the counters move between two
         # scrapes, so rates (and the recording rules built on them) are above zero.
         second = _records(2, 400, 100)
-        produce(kafka_bootstrap, topic, second)
+        produce_records(kafka_bootstrap, topic, second)
         total = len(first) + len(second)
         wait_until(
             lambda: (_value(prom, 'detector_windows_total{outcome="scored"}') or 0) >= total,

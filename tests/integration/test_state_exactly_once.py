@@ -22,7 +22,13 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from detector.alerts import Alert
 from detector.messages import encode_binary
-from tests.integration.detector_harness import committed_count, produce
+from kafka_local.clients import (
+    committed_total,
+    consume_records,
+    produce_records,
+    unique_name,
+    wait_until,
+)
 from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     _env,
     _log_events,
@@ -32,7 +38,6 @@ from tests.integration.test_detector_process import (  # noqa: F401 (fixtures)
     procs,
     tiny_bundle,
 )
-from tests.kafka_helpers import consume_records, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -192,7 +197,7 @@ def test_interrupted_runs_give_the_uninterrupted_alerts_and_events(
     offline = _Offline(tiny_bundle, threshold)
 
     def count() -> int:
-        return committed_count(kafka_bootstrap, group, topic, 2)
+        return committed_total(kafka_bootstrap, group, topic, 2)
 
     inputs: list[Any] = []
     done = produced = 0
@@ -206,7 +211,7 @@ def test_interrupted_runs_give_the_uninterrupted_alerts_and_events(
         procs.append(proc)
         if n == 1:
             wait_until(lambda: b"detector_started" in log.read_bytes(), 120, "the start")
-        produce(kafka_bootstrap, topic, records[produced:stage])
+        produce_records(kafka_bootstrap, topic, records[produced:stage])
         produced = stage
         inputs = consume_records(kafka_bootstrap, topic, produced)
         wait_until(lambda t=target: count() >= t, 120, f"{target} committed records")  # type: ignore[misc]
@@ -218,7 +223,7 @@ def test_interrupted_runs_give_the_uninterrupted_alerts_and_events(
         assert target <= done <= produced < N, f"stopped at {done} of {produced} produced"
         _assert_state_is_the_committed_offsets_state(kafka_bootstrap, tag, offline, inputs)
 
-    produce(kafka_bootstrap, topic, records[produced:])
+    produce_records(kafka_bootstrap, topic, records[produced:])
     inputs = consume_records(kafka_bootstrap, topic, N)
     last = _start(tiny_bundle, env, log, "--stop-when-idle", "4")
     procs.append(last)

@@ -8,13 +8,8 @@ import pytest
 from detector.alerts import Alert, AlertState
 from detector.messages import encode_json
 from detector.service import build_service
-from tests.integration.detector_harness import (
-    produce,
-    running,
-    settings_for,
-    wait_committed,
-)
-from tests.kafka_helpers import consume_records, wait_until
+from kafka_local.clients import consume_records, produce_records, wait_committed, wait_until
+from tests.integration.detector_harness import running, settings_for
 from tests.unit.helpers import MeanScorer, make_manifest
 
 pytestmark = pytest.mark.integration
@@ -51,7 +46,7 @@ def test_threshold_and_episode_come_back_after_a_restart(kafka_bootstrap: str) -
 
     first = build_service(s, MeanScorer(), make_manifest())
     with running(first):
-        produce(kafka_bootstrap, s.topics.windows, before)
+        produce_records(kafka_bootstrap, s.topics.windows, before)
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(before))
     alerts = [
         Alert.model_validate_json(m.value())
@@ -63,7 +58,7 @@ def test_threshold_and_episode_come_back_after_a_restart(kafka_bootstrap: str) -
 
     second = build_service(s, MeanScorer(), make_manifest())
     with running(second):
-        produce(kafka_bootstrap, s.topics.windows, after)
+        produce_records(kafka_bootstrap, s.topics.windows, after)
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, len(before) + len(after))
     alerts = [
         Alert.model_validate_json(m.value())

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
-
 import numpy as np
 
 from bench import stats
-from bench.broker import BrokerInfo
-from bench.config import QUICK
-from bench.context import Context
 from bench.data import SIM_SOURCES, sim_batches, train_rounds
-from bench.quality import DRIFT_SCENARIOS, EPISODE_LEN, _drift_stream, drift_verdict
+from bench.drift_stream import DRIFT_SCENARIOS, EPISODE_LEN, drift_stream
+from bench.quality import MethodFigures
+from bench.sections.drift import drift_verdict
 from producer.simulate import make_arrays
+from tests.unit.test_bench_report import drift_method
 
 
 def test_episodes_replace_whole_beats_and_carry_their_truth() -> None:
-    cfg = replace(QUICK, drift_rounds=300, sim_train_windows=320)
-    ctx = Context(BrokerInfo("127.0.0.1:9", "env", None, None, 0.0), "t", cfg, Path("."), None)
-    stream, drift = _drift_stream(ctx, 0.5)
+    rounds, train_windows = 300, 320
+    stream, drift = drift_stream(rounds, train_windows, 0.5)
     s = SIM_SOURCES
-    assert len(stream) == s * cfg.drift_rounds and drift.kind == "gradual"
+    assert len(stream) == s * rounds and drift.kind == "gradual"
     assert drift.magnitude == 0.5
     # the stream starts after the bundle's training rounds
-    assert int(stream.seqs[0]) == train_rounds(cfg.sim_train_windows) == 20
+    assert int(stream.seqs[0]) == train_rounds(train_windows) == 20
     assert drift.start == 20 + 90
     labels = stream.labels.astype(int)
     types = np.asarray(stream.anomaly_types)
@@ -51,10 +47,8 @@ def test_streams_skip_exactly_the_training_rounds() -> None:
 
 def test_both_magnitudes_carry_the_same_episodes_and_differ_only_in_drift() -> None:
     assert {k: v[0] for k, v in DRIFT_SCENARIOS.items()} == {"moderate": 0.2, "large": 0.5}
-    cfg = replace(QUICK, drift_rounds=200, sim_train_windows=320)
-    ctx = Context(BrokerInfo("127.0.0.1:9", "env", None, None, 0.0), "t", cfg, Path("."), None)
-    small, d_small = _drift_stream(ctx, 0.2)
-    large, d_large = _drift_stream(ctx, 0.5)
+    small, d_small = drift_stream(200, 320, 0.2)
+    large, d_large = drift_stream(200, 320, 0.5)
     assert (d_small.magnitude, d_large.magnitude) == (0.2, 0.5)
     assert (d_small.start, d_small.length) == (d_large.start, d_large.length)
     np.testing.assert_array_equal(small.labels, large.labels)
@@ -67,25 +61,25 @@ def test_both_magnitudes_carry_the_same_episodes_and_differ_only_in_drift() -> N
     assert np.abs(large.values[end]).mean() > np.abs(small.values[end]).mean() * 1.1
 
 
-def _methods(static: float, quantile: float, spot: float) -> dict[str, object]:
+def _methods(
+    static: float | None, quantile: float | None, spot: float | None
+) -> dict[str, MethodFigures]:
     return {
-        m: {"window_drifted": {"false_alarm_rate": far}}
+        m: drift_method(far, 0)
         for m, far in (("static", static), ("quantile", quantile), ("spot", spot))
     }
 
 
 def test_verdict_passes_only_when_adaptive_hold_the_band_and_static_does_not() -> None:
     ok = drift_verdict(_methods(0.124, 0.016, 0.014), 0.01)
-    assert ok["passed"] is True
-    assert ok["methods"]["quantile"]["within"] and not ok["methods"]["static"]["within"]
-    assert abs(ok["methods"]["static"]["x_target"] - 12.4) < 1e-9
+    assert ok.passed is True
+    assert ok.methods["quantile"].within and not ok.methods["static"].within
+    assert abs((ok.methods["static"].x_target or 0.0) - 12.4) < 1e-9
     # an adaptive method at 3.6x the target misses, and so does a static that holds it
-    assert drift_verdict(_methods(0.124, 0.036, 0.014), 0.01)["passed"] is False
-    assert drift_verdict(_methods(0.015, 0.016, 0.014), 0.01)["passed"] is False
+    assert drift_verdict(_methods(0.124, 0.036, 0.014), 0.01).passed is False
+    assert drift_verdict(_methods(0.015, 0.016, 0.014), 0.01).passed is False
     # too few alarms is outside the band too
-    assert drift_verdict(_methods(0.124, 0.004, 0.014), 0.01)["passed"] is False
+    assert drift_verdict(_methods(0.124, 0.004, 0.014), 0.01).passed is False
     # the band's edges are inside
-    assert drift_verdict(_methods(0.03, 0.005, 0.02), 0.01)["passed"] is True
-    missing = _methods(0.124, 0.016, 0.014)
-    missing["spot"] = {}
-    assert drift_verdict(missing, 0.01)["passed"] is None
+    assert drift_verdict(_methods(0.03, 0.005, 0.02), 0.01).passed is True
+    assert drift_verdict(_methods(0.124, 0.016, None), 0.01).passed is None

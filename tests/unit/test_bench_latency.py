@@ -37,10 +37,10 @@ def test_summarise_phases_assigns_alerts_by_event_time_and_skips_warmup() -> Non
         (1530.0, _alert("opened", 1500.0, 1520.0)),  # second phase, 30 ms
     ]
     first, second = summarise_phases(alerts, phases, warm_fraction=0.2)
-    assert first["produce_to_alert"]["n"] == 2
-    assert first["produce_to_alert"]["p50_ms"] == pytest.approx(30.0)
-    assert first["produce_to_alert"]["max_ms"] == pytest.approx(40.0)
-    assert first["produce_to_decision"]["max_ms"] == pytest.approx(10.0)
-    assert second["rate"] == 5000
-    assert second["produce_to_alert"]["n"] == 1
-    assert second["produce_to_alert"]["p99_ms"] == pytest.approx(30.0)
+    assert first.produce_to_alert.n == 2
+    assert first.produce_to_alert.p50_ms == pytest.approx(30.0)
+    assert first.produce_to_alert.max_ms == pytest.approx(40.0)
+    assert first.produce_to_decision.max_ms == pytest.approx(10.0)
+    assert second.rate == 5000
+    assert second.produce_to_alert.n == 1
+    assert second.produce_to_alert.p99_ms == pytest.approx(30.0)

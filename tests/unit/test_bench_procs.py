@@ -49,7 +49,7 @@ def test_cpu_meter_sees_our_own_work() -> None:
     while time.process_time() < end:
         pass
     got = meter.stop()
-    ours, machine, seconds = got["ours"], got["machine"], got["seconds"]
+    ours, machine, seconds = got.ours, got.machine, got.seconds
     assert ours is not None and machine is not None and seconds is not None
     # cores x seconds = CPU seconds: the 0.2 s we burnt (ticks are 10 ms), however contended
     assert ours * seconds == pytest.approx(0.2, abs=0.05)
