@@ -149,10 +149,13 @@ def test_metrics_health_and_readiness_endpoints(kafka_bootstrap: str) -> None:
             [_window("a", i, 0.1) for i in range(10)] + [(b"a", b"{bad", None)],
         )
         wait_committed(kafka_bootstrap, s.group_id, s.topics.windows, 2, 11)
+        # A batch is reported to the metrics by the loop once it sees the commit, a moment
+        # after the offsets are visible to this test.
+        scored = 'detector_windows_total{outcome="scored"} 10.0'
+        wait_until(lambda: scored in get("/metrics")[1], 30, "the metrics of the batch")
         status, body = get("/metrics")
         assert get("/healthz")[0] == 200
     assert status == 200
-    assert 'detector_windows_total{outcome="scored"} 10.0' in body
     assert 'detector_dead_letters_total{reason="undecodable"} 1.0' in body
     assert "detector_score_seconds_bucket" in body
     assert "detector_target_far 0.01" in body
