@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer
 
-from detector.kafka_state import read_committed_to_end
+from detector.kafka.state import read_committed_to_end
 from kafka_local import clients
 from kafka_local.clients import CommitWatcher, WaitTimeoutError, unique_name, wait_until
 
@@ -117,7 +117,7 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Fetc
 
     A just-committed transaction's records count even if its markers are not yet written
     (``commit_transaction`` returns before they are): see
-    :func:`detector.kafka_state.read_committed_to_end`.
+    :func:`detector.kafka.state.read_committed_to_end`.
 
     Raises:
         BenchError: the topic could not be read to its end within ``timeout_s``.

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from bench.broker import create_topics
-from detector.kafka_publisher import TXN_RETRY_BACKOFF
+from detector.kafka.publisher import TXN_RETRY_BACKOFF
 from detector.settings import DetectorSettings
 from kafka_local.clients import merge_overrides
 
@@ -51,7 +51,7 @@ class ModeConfig:
 _COMMON_FIT = ("--no-plots", "--quiet")
 # librdkafka retries AddOffsetsToTxn after retry.backoff.ms when the coordinator still
 # finishes the previous commit (CONCURRENT_TRANSACTIONS): with librdkafka's default, 100 ms,
-# every back-to-back batch pays it. The detector's producer uses 5 ms (detector.kafka_publisher);
+# every back-to-back batch pays it. The detector's producer uses 5 ms (detector.kafka.publisher);
 # this benchmark measures librdkafka's default beside it, to show what the setting buys.
 TXN_BACKOFF = {k: str(v) for k, v in TXN_RETRY_BACKOFF.items()}  # the detector's
 LIBRDKAFKA_BACKOFF = {"retry.backoff.ms": "100", "retry.backoff.max.ms": "1000"}

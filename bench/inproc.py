@@ -29,7 +29,7 @@ from bench.broker import BenchError
 from detector.batch_report import BatchReport
 from detector.core import BatchDecider, BatchScores, Decisions, InputRecord, Prepared
 from detector.core import Scorer as CoreScorer
-from detector.kafka_io import KafkaIO
+from detector.kafka.io import KafkaIO
 from detector.messages import decode_window
 from detector.service import build_service
 from detector.settings import DetectorSettings

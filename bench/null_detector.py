@@ -1,6 +1,6 @@
 """The latency floor: the detector's Kafka loop doing no work (``python -m bench.null_detector``).
 
-The same clients as ``python -m detector run`` (:class:`detector.kafka_io.KafkaIO`: its
+The same clients as ``python -m detector run`` (:class:`detector.kafka.io.KafkaIO`: its
 read_committed consumer, its transactional producer, its ``consume`` and ``publish``), the
 same batching (what is ready, up to ``max_batch``, else a wait of up to ``max_wait_s``) and
 one transaction per batch with the batch's offsets; but no decode, no model, no decisions.
@@ -22,8 +22,8 @@ from types import FrameType
 import orjson
 
 from bench.config import detector_settings
-from detector.kafka_consumer import offsets_after
-from detector.kafka_io import KafkaIO
+from detector.kafka.consumer import offsets_after
+from detector.kafka.io import KafkaIO
 from detector.messages import H_EVENT_TIME_MS, H_LABEL, header_value
 from detector.metrics import DetectorMetrics, HealthServer
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from detector.kafka_config import KafkaSettings
+from detector.kafka.config import KafkaSettings
 from producer.kafka_io import WindowProducer
 from producer.pacing import Pacer
 from producer.simulate import make_batches

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bench.broker import read_topic
 from bench.data import Encoding, event_time_ms
 from detector.core import InputRecord
-from detector.kafka_config import KafkaSettings
+from detector.kafka.config import KafkaSettings
 from detector.messages import H_SEQ, header_value
 from producer.kafka_io import WindowProducer
 from producer.windows import LabeledWindow, WindowBatch

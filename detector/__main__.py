@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
-from detector.alertmanager_cli import add_bridge_arguments
+from detector.alertmanager.cli import add_bridge_arguments
 from detector.config_errors import describe_settings_error
 from detector.errors import (
     BundleError,
@@ -34,7 +34,7 @@ from detector.errors import (
     DetectorError,
     KafkaUnavailableError,
 )
-from detector.kafka_config import check_client_config, parse_extra_options
+from detector.kafka.config import check_client_config, parse_extra_options
 from detector.log import configure_logging
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     if args.bootstrap_servers:
         kafka = kafka.model_copy(update={"bootstrap_servers": args.bootstrap_servers})
     if args.to_alertmanager:
-        from detector.alertmanager_cli import run_bridge
+        from detector.alertmanager.cli import run_bridge
 
         topic = args.topic or settings.topics.alerts
         return run_bridge(args, kafka, topic, settings.log_level, settings.log_format)

@@ -6,7 +6,7 @@ stage: batch N+1 is scored on the scorer thread (TensorFlow releases the GIL) wh
 is decided on the loop's thread and the next one read and decoded, and batch N-1's
 transaction (produce, send offsets, commit: mostly waiting for the broker) runs on the
 publisher thread. Decisions stay in stream order, and N is published only after N-1
-committed, with its own offsets (:func:`~detector.kafka_consumer.offsets_after`), so outputs
+committed, with its own offsets (:func:`~detector.kafka.consumer.offsets_after`), so outputs
 and offsets stay paired batch by batch; if N-1 fails, what was decided or scored behind it is
 dropped with the state it touched, and replayed from the committed offsets. Smaller batches
 (no backlog) are scored and decided at once, and the next one is read and decided while
@@ -44,8 +44,8 @@ from detector.core import (
 from detector.errors import KafkaUnavailableError, PublishError
 from detector.events import encode_event
 from detector.health import HealthTracker
-from detector.kafka_consumer import offsets_after
-from detector.kafka_io import KafkaEdge
+from detector.kafka.consumer import offsets_after
+from detector.kafka.io import KafkaEdge
 from detector.metrics import DetectorMetrics
 
 __all__ = ["RETRY_MAX_S", "BatchPipeline"]

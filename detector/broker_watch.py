@@ -44,7 +44,7 @@ from typing import Any
 import structlog
 
 from detector.health import HealthTracker
-from detector.kafka_config import KafkaSettings, new_client
+from detector.kafka.config import KafkaSettings, new_client
 from detector.metrics import DetectorMetrics
 
 __all__ = ["BrokerWatch", "Probe", "kafka_probe"]

@@ -4,7 +4,7 @@ Four kinds, told apart by ``type`` (a discriminated union, so a consumer parses 
 with :func:`parse_event`):
 
 * :class:`ThresholdRecalibrated`: a source's threshold changed (old -> new, method, samples,
-  reason). Alerts carry the same provenance (:class:`detector.threshold.ThresholdInfo`).
+  reason). Alerts carry the same provenance (:class:`detector.threshold.bank.ThresholdInfo`).
 * :class:`DriftDetected`: the distribution of a source's normal errors shifted (a two-sample
   test between the older and the newer part of its reference window), emitted once per shift.
 * :class:`RetrainRecommended`: the shift is beyond what recalibration should absorb.

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from detector.alerts import Alert, AlertState, severity_bands
 from detector.errors import DetectorError, KafkaUnavailableError
-from detector.kafka_config import COMMON_BOOTSTRAP_ENV, KafkaSettings, new_client
+from detector.kafka.config import COMMON_BOOTSTRAP_ENV, KafkaSettings, new_client
 
 __all__ = ["alert_legend", "follow_alerts", "format_alert"]
 

@@ -19,7 +19,7 @@ nothing left to write and a crash restores exactly the state of the committed of
 The batches themselves, from records to commit, belong to a
 :class:`~detector.batch_pipeline.BatchPipeline`; this module holds the loop around it, the
 rebalance callbacks, start-up and shut-down. Seams: the service builds its Kafka edge with
-the factory it is given (``io``, by default :class:`~detector.kafka_io.KafkaIO`), handing it
+the factory it is given (``io``, by default :class:`~detector.kafka.io.KafkaIO`), handing it
 :meth:`DetectorService.on_assign`, :meth:`DetectorService.on_revoke` and its stop event;
 every committed transaction goes to its observers as a
 :class:`~detector.batch_report.BatchReport` (metrics and the batch log line by default; the
@@ -48,7 +48,7 @@ from detector.bundle import Manifest
 from detector.core import BatchDecider, Scorer, build_decider
 from detector.errors import KafkaUnavailableError
 from detector.health import HealthTracker
-from detector.kafka_io import EdgeFactory, KafkaIO
+from detector.kafka.io import EdgeFactory, KafkaIO
 from detector.metrics import DetectorMetrics, HealthServer
 from detector.retry import Backoff
 from detector.settings import DetectorSettings
@@ -78,7 +78,7 @@ def build_service(
         scorer: a loaded model (or a test's plain scorer); None loads ``settings.bundle``
             (TensorFlow) and warms it up.
         manifest: the scorer's manifest (required with ``scorer``).
-        io: builds the Kafka edge (:class:`~detector.kafka_io.KafkaIO` by default).
+        io: builds the Kafka edge (:class:`~detector.kafka.io.KafkaIO` by default).
         observer: told of every committed transaction after the service's own reporting.
         stop: the stop event (a test's may make back-off waits return at once).
 
@@ -125,7 +125,7 @@ class DetectorService:
         scorer: the model (called once per batch, on the scorer thread).
         core: the pure decider (:func:`detector.core.build_decider`).
         io: builds the Kafka edge, given :meth:`on_assign`, :meth:`on_revoke` and the stop
-            event (:class:`~detector.kafka_io.KafkaIO` by default).
+            event (:class:`~detector.kafka.io.KafkaIO` by default).
         observer: told of every committed transaction after the service's own observers
             (metrics and log lines: :mod:`detector.batch_report`).
         stop: the event :meth:`request_stop` sets; back-off waits wait on it.

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from detector.health import HealthSettings
-from detector.kafka_config import KafkaSettings, common_bootstrap_fallback
+from detector.kafka.config import KafkaSettings, common_bootstrap_fallback
 from detector.lifecycle import LifecycleSettings
 from detector.log import LogFormat
 from detector.threshold import ThresholdConfig

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from detector.config_errors import describe_settings_error
 from detector.datafile import TIME_POLICIES, parse_row_range
 from detector.errors import DetectorError
-from detector.kafka_config import parse_extra_options
+from detector.kafka.config import parse_extra_options
 from detector.log import configure_logging
 from producer.anomalies import StreamKind
 from producer.errors import ProducerInputError

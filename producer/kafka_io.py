@@ -34,7 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.errors import KafkaUnavailableError
-from detector.kafka_config import KafkaSettings, new_client
+from detector.kafka.config import KafkaSettings, new_client
 from detector.messages import (
     CONTENT_TYPE_JSON,
     H_ANOMALY_TYPE,

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from detector.kafka_config import KafkaSettings, common_bootstrap_fallback
+from detector.kafka.config import KafkaSettings, common_bootstrap_fallback
 from detector.log import LogFormat
 
 __all__ = ["Encoding", "ProducerSettings"]

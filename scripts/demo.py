@@ -278,7 +278,7 @@ def main() -> int:
         simulator = None
         try:
             from detector.follow import alert_legend, follow_alerts
-            from detector.kafka_config import KafkaSettings
+            from detector.kafka.config import KafkaSettings
 
             deadline = time.monotonic() + 120
             while not scrape(port).get("detector_ready") and time.monotonic() < deadline:

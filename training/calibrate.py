@@ -43,7 +43,7 @@ __all__ = [
 ThresholdMethod = Literal["empirical", "gpd"]
 MIN_TAIL_EXCESSES = 30
 # A rate is resolved by a sample when it puts at least this many of the sample above the
-# threshold (the same rule as the detector's thresholds, detector.adaptive).
+# threshold (the same rule as the detector's thresholds, detector.threshold.adaptive).
 MIN_RESOLVED_EXCEEDANCES = 5
 REFERENCE_LEVELS = (0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 

@@ -23,7 +23,7 @@ from detector.alerts import Alert, AlertState
 from detector.backtest import backtest_file
 from detector.datafile import read_windows
 from detector.events import parse_event
-from detector.kafka_state import read_committed_to_end
+from detector.kafka.state import read_committed_to_end
 from detector.messages import decode_window
 from detector.service import build_service
 from kafka_local.clients import consume_records, unique_name, wait_committed

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from detector.kafka_config import KafkaSettings
+from detector.kafka.config import KafkaSettings
 from detector.messages import (
     CONTENT_TYPE_F32,
     CONTENT_TYPE_JSON,

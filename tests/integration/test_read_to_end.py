@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from detector.kafka_state import read_committed_to_end
+from detector.kafka.state import read_committed_to_end
 from kafka_local.clients import transactional_producer, unique_name
 
 pytestmark = pytest.mark.integration

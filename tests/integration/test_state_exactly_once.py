@@ -127,7 +127,7 @@ class _Offline:
 
 def _state_topic(bootstrap: str, topic: str) -> dict[str, bytes]:
     """The committed state records, latest per key (what a restart restores)."""
-    from detector.kafka_state import read_committed_to_end
+    from detector.kafka.state import read_committed_to_end
 
     records, incomplete = read_committed_to_end(
         {"bootstrap.servers": bootstrap}, topic, [0, 1], 60, unique_name("state-check")

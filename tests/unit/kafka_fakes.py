@@ -1,4 +1,4 @@
-"""Plain fakes of the confluent-kafka clients, for the real :class:`~detector.kafka_io.KafkaIO`
+"""Plain fakes of the confluent-kafka clients, for the real :class:`~detector.kafka.io.KafkaIO`
 in unit tests (no broker, no Mock). :class:`FakeClients` hands them to ``KafkaIO`` through its
 public ``create_client`` seam.
 
@@ -23,8 +23,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from detector.core import InputRecord
-from detector.kafka_io import KafkaIO
-from detector.kafka_state import H_INPUT_PARTITION
+from detector.kafka.io import KafkaIO
+from detector.kafka.state import H_INPUT_PARTITION
 
 __all__ = [
     "ConsumerHandleHeldError",

@@ -15,9 +15,15 @@ from typing import Any
 
 import pytest
 
-from detector.alertmanager import AlertMapping, EpisodeBook, am_alert, episode_labels, rfc3339
-from detector.alertmanager_bridge import AlertmanagerBridge, BridgeSettings
-from detector.alertmanager_client import AlertmanagerClient, alerts_endpoint
+from detector.alertmanager.bridge import AlertmanagerBridge, BridgeSettings
+from detector.alertmanager.client import AlertmanagerClient, alerts_endpoint
+from detector.alertmanager.mapping import (
+    AlertMapping,
+    EpisodeBook,
+    am_alert,
+    episode_labels,
+    rfc3339,
+)
 from detector.alerts import (
     Alert,
     AlertState,
@@ -28,7 +34,7 @@ from detector.alerts import (
     ThresholdRef,
 )
 from detector.errors import AlertmanagerRejectedError, AlertmanagerUnavailableError, ConfigError
-from detector.kafka_config import KafkaSettings
+from detector.kafka.config import KafkaSettings
 from kafka_local import free_port
 
 T0 = 1_800_000_000_000  # wall-clock ms of the tests' "now"

@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 
 from detector.alerts import Severity, alert_id, severity_for
-from detector.kafka_config import KafkaSettings, parse_extra_options
+from detector.kafka.config import KafkaSettings, parse_extra_options
 
 
 def test_alert_id_is_deterministic_and_sensitive_to_each_field() -> None:

@@ -176,7 +176,7 @@ def test_an_unknown_kafka_option_exits_2_at_once_naming_it(
 
 
 def test_every_detector_client_reports_a_bad_option_as_configuration() -> None:
-    from detector.kafka_io import KafkaIO
+    from detector.kafka.io import KafkaIO
     from detector.settings import DetectorSettings
 
     settings = DetectorSettings(

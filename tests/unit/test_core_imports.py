@@ -17,8 +17,8 @@ ALLOWED = {
 # The core: messages, decisions, lifecycle, thresholds, drift, alerts, events, the bundle
 # contract, and the backtest that drives it over a file.
 CORE = [
-    "detector.core", "detector.messages", "detector.lifecycle", "detector.threshold",
-    "detector.adaptive", "detector.drift", "detector.alerts", "detector.events",
+    "detector.core", "detector.messages", "detector.lifecycle", "detector.threshold.bank",
+    "detector.threshold.adaptive", "detector.threshold.drift", "detector.alerts", "detector.events",
     "detector.bundle", "detector.scores", "detector.backtest",
 ]  # fmt: skip
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from detector.drift import (
+from detector.threshold.drift import (
     change_point,
     chi2_sf,
     drift_test,

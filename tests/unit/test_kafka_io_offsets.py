@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from detector.errors import KafkaUnavailableError
-from detector.kafka_state import watermarks
+from detector.kafka.state import watermarks
 
 
 class FlakyOffsets:

@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from detector.core import InputRecord
 from detector.errors import KafkaUnavailableError, PublishError
-from detector.kafka_io import KafkaIO
+from detector.kafka.io import KafkaIO
 from detector.service import DetectorService, build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.alertmanager import AlertMapping, EpisodeBook
-from detector.alertmanager_metrics import BridgeEndpoint, BridgeMetrics
+from detector.alertmanager.mapping import AlertMapping, EpisodeBook
+from detector.alertmanager.metrics import BridgeEndpoint, BridgeMetrics
 from tests.ops_binaries import find_binary, promtool
 from tests.unit.test_alertmanager import make_alert
 

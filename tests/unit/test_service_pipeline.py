@@ -23,7 +23,7 @@ from confluent_kafka import TopicPartition
 from detector.batch_report import BatchReport
 from detector.core import DeadLetter, InputRecord
 from detector.errors import PublishError
-from detector.kafka_consumer import offsets_after
+from detector.kafka.consumer import offsets_after
 from detector.service import build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record

@@ -20,7 +20,7 @@ import threading
 import orjson
 import pytest
 
-from detector.kafka_io import KafkaEdge
+from detector.kafka.io import KafkaEdge
 from detector.service import build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest, record

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from detector.errors import KafkaUnavailableError
-from detector.kafka_io import KafkaEdge, KafkaIO
+from detector.kafka.io import KafkaEdge, KafkaIO
 from detector.service import DetectorService, build_service
 from detector.settings import DetectorSettings
 from tests.unit.helpers import MeanScorer, make_manifest
@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 GUARDED = {
     "detector/service.py": {"DetectorService"},
     "detector/batch_pipeline.py": {"BatchPipeline"},
-    "detector/kafka_io.py": {"KafkaIO"},
-    "detector/kafka_consumer.py": {"InputConsumer"},
-    "detector/kafka_publisher.py": {"TransactionalPublisher"},
-    "detector/kafka_admin.py": {"TopicAdmin"},
+    "detector/kafka/io.py": {"KafkaIO"},
+    "detector/kafka/consumer.py": {"InputConsumer"},
+    "detector/kafka/publisher.py": {"TransactionalPublisher"},
+    "detector/kafka/admin.py": {"TopicAdmin"},
 }
 
 

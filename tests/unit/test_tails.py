@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from detector.tails import (
+from detector.threshold.tails import (
     GpdFit,
     empirical_quantile,
     estimate_threshold,

@@ -19,7 +19,7 @@ from detector.events import (
     encode_event,
     parse_event,
 )
-from detector.threshold import (
+from detector.threshold.bank import (
     SNAPSHOT_VERSION,
     ThresholdBank,
     ThresholdConfig,

@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.adaptive import ReferenceTail, adaptive_value, log_level, reference_tail
 from detector.backtest import BacktestRun, replay_records, window_records
 from detector.core import build_decider
 from detector.events import ThresholdRecalibrated
 from detector.settings import LifecycleSettings
 from detector.threshold import ThresholdBank, ThresholdConfig
+from detector.threshold.adaptive import ReferenceTail, adaptive_value, log_level, reference_tail
 from tests.unit.helpers import MeanScorer, make_manifest
 
 TARGET = 0.01

@@ -5,15 +5,15 @@ normal scores and the threshold derived from it; a global fallback computed once
 bundle's reference errors serves sources that have not yet seen ``min_samples`` normal windows.
 Pure: numpy, pydantic and orjson; time comes in as ``now_ms``. The settings and value types
 (:class:`ThresholdConfig`, :class:`ThresholdInfo`, :class:`SourceStats`) live in
-:mod:`detector.threshold_types`, the per-source state and its snapshot format in
-:mod:`detector.threshold_state`; this module re-exports their public names.
+:mod:`detector.threshold.types`, the per-source state and its snapshot format in
+:mod:`detector.threshold.state`; this module re-exports their public names.
 
 Methods (``ThresholdConfig.method``):
 
 * ``static``: the bundle's recommended threshold, never recalibrated.
 * ``quantile``: the ``1 - target_far`` quantile of the source's normal scores, read off the
   window when it can be, otherwise off an exponential tail fitted above the window's top
-  ``tail_fraction`` (:func:`detector.tails.estimate_threshold`).
+  ``tail_fraction`` (:func:`detector.threshold.tails.estimate_threshold`).
 * ``spot``: peaks over threshold with a generalised Pareto tail (SPOT), which extrapolates to
   rates a window cannot resolve empirically (1e-3, 1e-4).
 
@@ -29,9 +29,10 @@ What enters the window (``update``), and why:
   more, and the threshold would walk down without end (``test_threshold_calibration.py`` shows
   it); keeping its score would let anomalies just above the bar raise it, then catch more of
   them (measured: 5% anomalies at 1-3x the bar ran it away to 2.5x). The count keeps the rate
-  right; the contamination guard of :func:`~detector.tails.estimate_threshold` stops anomalies
-  that inflate the count from raising the bar, because the tail it then relies on is fitted to
-  unflagged scores only (and calibrated once on the bundle's reference, :func:`guard_bias`).
+  right; the contamination guard of :func:`~detector.threshold.tails.estimate_threshold`
+  stops anomalies that inflate the count from raising the bar, because the tail it then relies
+  on is fitted to unflagged scores only (and calibrated once on the bundle's reference,
+  :func:`guard_bias`).
 
 The guard cannot tell anomalies from an upward drift of the normal scores by counts alone: under
 drift its tail model is fitted mostly to older, lower scores, so it takes the excess for
@@ -39,11 +40,11 @@ anomalies and lowers the bar while the realised rate climbs. What tells them apa
 anomalies add a tail, drift moves the bulk. So each recalibration first rank-tests the newest
 ``shift_recent`` entries (at most half the window) against the older rest, both cut at the
 lowest threshold either faced (no flagged window counts, as in the drift test below; a one-sided
-Mann-Whitney z-score, :func:`~detector.drift.rank_shift_z`). Above ``shift_z`` the bulk has moved
-up: the threshold is estimated from the newest entries alone, their flagged count trusted (no
-guard) and the warm-start prior dropped; the estimator path is then prefixed ``recent-``. So is
-the recalibration that follows a drift detection (the kept scores are all post-change).
-Otherwise the estimate is exactly as described above.
+Mann-Whitney z-score, :func:`~detector.threshold.drift.rank_shift_z`). Above ``shift_z`` the
+bulk has moved up: the threshold is estimated from the newest entries alone, their flagged
+count trusted (no guard) and the warm-start prior dropped; the estimator path is then prefixed
+``recent-``. So is the recalibration that follows a drift detection (the kept scores are all
+post-change). Otherwise the estimate is exactly as described above.
 
 Recalibration is count-based (every ``recalibrate_every`` windows that entered, the first after
 ``min_samples``) so the same stream gives the same thresholds however it was batched, provided
@@ -58,10 +59,10 @@ Memory: one float32 ring of ``window`` entries per source, at most ``max_sources
 Rings grow on demand, so quiet sources cost less.
 
 Drift: every ``drift_check_every`` accepted windows the newest ``drift_recent`` scores are tested
-against the older rest of the window (KS or PSI, :mod:`detector.drift`) at the per-test level
-that keeps the expected false detections within ``drift_false_alarms_per_million``, on normal
-scores only, both parts cut at the lowest threshold either faced (so neither anomalies nor a
-moving threshold look like drift). A detection
+against the older rest of the window (KS or PSI, :mod:`detector.threshold.drift`) at the
+per-test level that keeps the expected false detections within
+``drift_false_alarms_per_million``, on normal scores only, both parts cut at the lowest threshold
+either faced (so neither anomalies nor a moving threshold look like drift). A detection
 emits :class:`~detector.events.DriftDetected` once, drops the scores before the estimated change
 point and recalibrates at once; the detector re-arms only after a test finds no difference
 (p >= ``drift_rearm_p``), so a step change is reported once, not once per window. A threshold
@@ -71,11 +72,11 @@ beyond ``retrain_ratio`` times (or below its inverse) the bundle's emits
 
 Why one module of ~600 lines: :class:`ThresholdBank` is the only owner of a source's
 threshold state. Learning, recalibration, the drift and retrain checks, eviction and the
-snapshots all read and write the same :class:`~detector.threshold_state.SourceState` under
+snapshots all read and write the same :class:`~detector.threshold.state.SourceState` under
 invariants (normal scores only, the dirty set, held sources) that hold because one class
-changes it. What can stand alone already does: the estimators (:mod:`detector.tails`,
-:mod:`detector.adaptive`), the tests (:mod:`detector.drift`), the value types
-(:mod:`detector.threshold_types`) and the snapshot codec (:mod:`detector.threshold_state`).
+changes it. What can stand alone already does: the estimators (:mod:`detector.threshold.tails`,
+:mod:`detector.threshold.adaptive`), the tests (:mod:`detector.threshold.drift`), the value types
+(:mod:`detector.threshold.types`) and the snapshot codec (:mod:`detector.threshold.state`).
 
 Examples:
     >>> import numpy as np
@@ -104,24 +105,24 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
-from detector.adaptive import AdaptiveLevel, adaptive_value, log_level, reference_tail
-from detector.drift import change_point, drift_test, rank_shift_z
 from detector.errors import ConfigError
 from detector.events import DriftDetected, Event, RetrainRecommended, ThresholdRecalibrated
-from detector.tails import (
+from detector.threshold.adaptive import AdaptiveLevel, adaptive_value, log_level, reference_tail
+from detector.threshold.drift import change_point, drift_test, rank_shift_z
+from detector.threshold.state import (
+    SNAPSHOT_VERSION,
+    SourceState,
+    decode_snapshot,
+    encode_snapshot,
+)
+from detector.threshold.tails import (
     TailEstimate,
     empirical_quantile,
     estimate_threshold,
     guard_bias,
     spot_quantile,
 )
-from detector.threshold_state import (
-    SNAPSHOT_VERSION,
-    SourceState,
-    decode_snapshot,
-    encode_snapshot,
-)
-from detector.threshold_types import SourceStats, ThresholdConfig, ThresholdInfo
+from detector.threshold.types import SourceStats, ThresholdConfig, ThresholdInfo
 
 __all__ = [
     "SNAPSHOT_VERSION",
@@ -530,7 +531,7 @@ class ThresholdBank:
     def snapshot(self, source_id: str) -> bytes:
         """Compact state of one source for a compacted topic (``KeyError`` when not held).
 
-        The format (:mod:`detector.threshold_state`) holds the window in ring-buffer order, so
+        The format (:mod:`detector.threshold.state`) holds the window in ring-buffer order, so
         that a restored bank computes bit for bit what the original would have.
         """
         return encode_snapshot(

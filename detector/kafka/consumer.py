@@ -19,8 +19,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from detector.core import InputRecord
 from detector.errors import KafkaUnavailableError, PublishError
-from detector.kafka_config import new_client
-from detector.kafka_errors import error_of
+from detector.kafka.config import new_client
+from detector.kafka.errors import error_of
 from detector.log import LIBRDKAFKA_LOG
 from detector.settings import DetectorSettings
 
@@ -68,7 +68,7 @@ class InputConsumer:
         exactly_once: offsets travel in the publisher's transactions (then
             :meth:`commit_offsets` does nothing).
         create_client: ``create_client(Consumer, conf)`` makes the client
-            (:func:`detector.kafka_config.new_client`; unit tests pass fakes).
+            (:func:`detector.kafka.config.new_client`; unit tests pass fakes).
     """
 
     def __init__(

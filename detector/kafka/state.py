@@ -17,7 +17,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from detector.errors import KafkaUnavailableError
-from detector.kafka_errors import error_of
+from detector.kafka.errors import error_of
 from detector.log import LIBRDKAFKA_LOG
 
 __all__ = ["H_INPUT_PARTITION", "latest_state", "read_committed_to_end", "watermarks"]

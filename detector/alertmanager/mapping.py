@@ -1,7 +1,7 @@
 """Alert episodes as Alertmanager v2 alerts: the mapping and the bridge's book of open episodes.
 
 Pure: no HTTP, no Kafka, no clock (``now_ms`` comes in as an argument). The I/O around it is
-:mod:`detector.alertmanager_client` (POST /api/v2/alerts) and :mod:`detector.alertmanager_bridge`
+:mod:`detector.alertmanager.client` (POST /api/v2/alerts) and :mod:`detector.alertmanager.bridge`
 (the consumer loop behind ``detector alerts --to-alertmanager URL``).
 
 One episode is one Alertmanager alert. Alertmanager identifies an alert by its label set

@@ -1,4 +1,4 @@
-"""Settings and value types of the adaptive thresholds (:mod:`detector.threshold`).
+"""Settings and value types of the adaptive thresholds (:mod:`detector.threshold.bank`).
 
 :class:`ThresholdConfig` is what an operator sets (``DETECTOR_THRESHOLD__*``);
 :class:`ThresholdInfo` is the threshold in force for a source and how it was set (alerts carry
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from detector.drift import per_test_alpha
+from detector.threshold.drift import per_test_alpha
 
 __all__ = ["Method", "SourceStats", "ThresholdConfig", "ThresholdInfo"]
 
@@ -28,7 +28,7 @@ class ThresholdConfig(BaseModel):
     method: Method = Field(
         "adaptive",
         description="'adaptive' (the source's own score level with the bundle's tail and an "
-        "online correction of the realised rate; see detector.adaptive), 'static' (the "
+        "online correction of the realised rate; see detector.threshold.adaptive), 'static' (the "
         "bundle's threshold), 'quantile' or 'spot' (a quantile of the source's own normal "
         "scores, read off its window or extrapolated with a GPD tail).",
     )
@@ -207,7 +207,7 @@ class SourceStats:
         threshold, scope, method, target_far: the threshold in force (see ThresholdInfo).
         flag_rate: realised share of windows flagged outside episodes, exponentially
             weighted with a half-life of ``window`` windows: compare with ``target_far``.
-        seen: windows offered to :meth:`detector.threshold.ThresholdBank.update`.
+        seen: windows offered to :meth:`detector.threshold.bank.ThresholdBank.update`.
         flagged: of which flagged.
         accepted: of which entered the reference (scores and censored ones).
         excluded_episode: of which left out because an episode was open.

@@ -9,7 +9,7 @@ so a read_committed reader sees a batch's outputs exactly when its input offsets
 committed. At-least-once: produce, flush, and the consumer commits the offsets afterwards.
 
 :meth:`TransactionalPublisher.publish` runs on a publisher thread and never touches the
-consumer (see :mod:`detector.kafka_consumer`): the group metadata is passed in.
+consumer (see :mod:`detector.kafka.consumer`): the group metadata is passed in.
 
 Errors: a transaction is always left resolved. A retriable failure of its commit is retried
 (its outcome is not known until a commit call returns, and librdkafka allows no abort then);
@@ -30,10 +30,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer, Topic
 from detector.core import DeadLetter
 from detector.dead_letters import DEFAULT_MESSAGE_MAX_BYTES, dead_letter_record
 from detector.errors import PublishError
-from detector.kafka_config import new_client
-from detector.kafka_consumer import NO_GROUP_METADATA
-from detector.kafka_errors import error_of, is_fenced
-from detector.kafka_state import H_INPUT_PARTITION
+from detector.kafka.config import new_client
+from detector.kafka.consumer import NO_GROUP_METADATA
+from detector.kafka.errors import error_of, is_fenced
+from detector.kafka.state import H_INPUT_PARTITION
 from detector.log import LIBRDKAFKA_LOG
 from detector.retry import Backoff
 from detector.settings import DetectorSettings
@@ -59,7 +59,7 @@ class TransactionalPublisher:
         state_partitions: the state topic's partition count (asked once, at start-up).
         stop: set when the owner stops: retries of a commit or an abort give up.
         create_client: ``create_client(Producer, conf)`` makes the client
-            (:func:`detector.kafka_config.new_client`; unit tests pass fakes).
+            (:func:`detector.kafka.config.new_client`; unit tests pass fakes).
     """
 
     # librdkafka's send_offsets_to_transaction() can block for good, its timeout ignored,
@@ -155,7 +155,7 @@ class TransactionalPublisher:
         Safe on any thread: it never touches the consumer.
 
         Args:
-            offsets: the input positions to commit (:func:`~detector.kafka_consumer.offsets_after`
+            offsets: the input positions to commit (:func:`~detector.kafka.consumer.offsets_after`
                 of the batch's records). At-least-once, the consumer commits them afterwards.
             group_metadata: the consumer's, needed with offsets when exactly-once.
 

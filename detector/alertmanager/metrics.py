@@ -20,7 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from detector.alertmanager import OpenEpisode
+from detector.alertmanager.mapping import OpenEpisode
 
 __all__ = ["BridgeEndpoint", "BridgeMetrics"]
 

@@ -15,8 +15,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from detector.errors import KafkaUnavailableError
-from detector.kafka_config import new_client
-from detector.kafka_errors import error_of
+from detector.kafka.config import new_client
+from detector.kafka.errors import error_of
 from detector.log import LIBRDKAFKA_LOG
 from detector.settings import DetectorSettings
 
@@ -33,7 +33,7 @@ class TopicAdmin:
     Args:
         settings: the detector's settings (client options, topics).
         create_client: ``create_client(AdminClient, conf)`` makes the client
-            (:func:`detector.kafka_config.new_client`; unit tests pass fakes).
+            (:func:`detector.kafka.config.new_client`; unit tests pass fakes).
     """
 
     def __init__(

@@ -41,7 +41,7 @@ the reconstruction errors is a shift):
 The threshold changes only at a recalibration (every ``level_every`` learnt windows, or at a
 sustained shift), and only by more than ``min_change_ratio``: the same stream gives the same
 thresholds however it is batched. :class:`AdaptiveLevel` does all this on a source's
-:class:`~detector.threshold_state.SourceState` for the bank. Pure: numpy, pydantic and the
+:class:`~detector.threshold.state.SourceState` for the bank. Pure: numpy, pydantic and the
 standard library.
 
 Examples:
@@ -62,8 +62,8 @@ import numpy.typing as npt
 
 from detector.errors import BundleError
 from detector.events import Event, ThresholdRecalibrated
-from detector.threshold_state import SourceState
-from detector.threshold_types import ThresholdConfig, ThresholdInfo
+from detector.threshold.state import SourceState
+from detector.threshold.types import ThresholdConfig, ThresholdInfo
 
 __all__ = [
     "IQR_SCALE",
@@ -193,7 +193,7 @@ class AdaptiveLevel:
     ) -> list[Event]:
         """Learn from one judged window; the events of a recalibration it caused, if any.
 
-        Called by :meth:`detector.threshold.ThresholdBank.update` with the source's state,
+        Called by :meth:`detector.threshold.bank.ThresholdBank.update` with the source's state,
         after the counters every method keeps (``opening``: this flagged window opens an
         episode; ``was_open``: an episode was open before it).
         """
@@ -202,7 +202,7 @@ class AdaptiveLevel:
             st.invalid += 1
             return []
         # The realised rate: every window outside an episode counts, and inside one its
-        # flagged windows up to the episode's budget (see detector.adaptive, step 3).
+        # flagged windows up to the episode's budget (see detector.threshold.adaptive, step 3).
         if opening:
             st.ep_spent = 0
         if not was_open or opening or not flagged:

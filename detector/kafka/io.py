@@ -1,11 +1,11 @@
 """The detector's Kafka edge: one object holding its consumer, publisher, admin and state
 reads, which the service drives.
 
-The roles live in modules of their own: :mod:`detector.kafka_consumer` (subscription,
-rebalance callbacks, micro-batches, offsets), :mod:`detector.kafka_publisher` (the
-transactional producer), :mod:`detector.kafka_admin` (broker and topics),
-:mod:`detector.kafka_state` (reading the state topic to its end) and
-:mod:`detector.kafka_errors` (classifying librdkafka's errors). :class:`KafkaIO` composes
+The roles live in modules of their own: :mod:`detector.kafka.consumer` (subscription,
+rebalance callbacks, micro-batches, offsets), :mod:`detector.kafka.publisher` (the
+transactional producer), :mod:`detector.kafka.admin` (broker and topics),
+:mod:`detector.kafka.state` (reading the state topic to its end) and
+:mod:`detector.kafka.errors` (classifying librdkafka's errors). :class:`KafkaIO` composes
 them for one detector instance, in the shape the service needs (:class:`KafkaEdge`).
 
 Clients are created lazily (no network in ``__init__``) and closed by :meth:`KafkaIO.close`,
@@ -15,7 +15,7 @@ which ``with KafkaIO(...)`` calls on every path. confluent_kafka errors are tran
 
 Threads: the consumer is used only on the thread that consumes (its rebalance callbacks run
 there too); :meth:`KafkaIO.publish` runs on a publisher thread and never touches it (see
-:mod:`detector.kafka_consumer`). Rewinding and restoring state raise
+:mod:`detector.kafka.consumer`). Rewinding and restoring state raise
 :class:`~detector.errors.KafkaUnavailableError` for the caller to retry with back-off.
 """
 
@@ -29,12 +29,12 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from detector.core import DeadLetter, InputRecord
 from detector.errors import KafkaUnavailableError
-from detector.kafka_admin import TopicAdmin
-from detector.kafka_config import new_client
-from detector.kafka_consumer import InputConsumer, PartitionsCallback
-from detector.kafka_errors import error_of
-from detector.kafka_publisher import TransactionalPublisher
-from detector.kafka_state import latest_state, read_committed_to_end
+from detector.kafka.admin import TopicAdmin
+from detector.kafka.config import new_client
+from detector.kafka.consumer import InputConsumer, PartitionsCallback
+from detector.kafka.errors import error_of
+from detector.kafka.publisher import TransactionalPublisher
+from detector.kafka.state import latest_state, read_committed_to_end
 from detector.settings import DetectorSettings
 
 __all__ = ["EdgeFactory", "KafkaEdge", "KafkaIO"]
@@ -100,14 +100,14 @@ class KafkaIO:
         on_revoke: called on the consuming thread with the input partitions revoked.
         stop: set when the owner stops: retries of a transaction's commit or abort give up.
         create_client: ``create_client(kind, conf)`` makes each confluent-kafka client
-            (:func:`detector.kafka_config.new_client`; unit tests pass fakes).
+            (:func:`detector.kafka.config.new_client`; unit tests pass fakes).
 
     Attributes:
-        topics: the admin role (:class:`~detector.kafka_admin.TopicAdmin`).
-        input: the consumer role (:class:`~detector.kafka_consumer.InputConsumer`).
-        publisher: the producer role (:class:`~detector.kafka_publisher.TransactionalPublisher`).
+        topics: the admin role (:class:`~detector.kafka.admin.TopicAdmin`).
+        input: the consumer role (:class:`~detector.kafka.consumer.InputConsumer`).
+        publisher: the producer role (:class:`~detector.kafka.publisher.TransactionalPublisher`).
         publish: :meth:`TransactionalPublisher.publish
-            <detector.kafka_publisher.TransactionalPublisher.publish>`, safe on any thread.
+            <detector.kafka.publisher.TransactionalPublisher.publish>`, safe on any thread.
     """
 
     def __init__(

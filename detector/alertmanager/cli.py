@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from detector.alertmanager import DEFAULT_ALERTNAME
+from detector.alertmanager.mapping import DEFAULT_ALERTNAME
 from detector.errors import ConfigError
-from detector.kafka_config import KafkaSettings, check_client_config
+from detector.kafka.config import KafkaSettings, check_client_config
 from detector.log import LogFormat, configure_logging
 
 __all__ = ["add_bridge_arguments", "run_bridge"]
@@ -111,7 +111,7 @@ def run_bridge(
     Raises:
         ConfigError: an option that cannot work (one line naming it).
     """
-    from detector.alertmanager_bridge import AlertmanagerBridge, BridgeSettings
+    from detector.alertmanager.bridge import AlertmanagerBridge, BridgeSettings
 
     fields: dict[str, Any] = {
         "urls": args.to_alertmanager,

@@ -19,7 +19,7 @@ their scores lets anomalies raise the bar. The middle way used here:
   point. When the count is beyond ``slack`` times that (plus Poisson noise), the excess is
   anomalies and the prediction replaces the count ("guarded"). The caller turns the guard off
   (``slack=inf``) when the bulk of the scores has moved up, i.e. the excess is drift
-  (:class:`detector.threshold.ThresholdBank`).
+  (:class:`detector.threshold.bank.ThresholdBank`).
 
 Under 5% anomalous windows this keeps the threshold within about 5% of where it is without
 them; trusting the count would lift it (``test_threshold_calibration.py``). Anomalies scoring

@@ -25,9 +25,9 @@ Optional ``/metrics`` and ``/healthz`` on ``metrics_port`` (``alertmanager_bridg
 
 Why one module of ~480 lines: the bridge's loop (consume, post, commit) and its Kafka
 callbacks share the offsets-in-flight bookkeeping that makes a post at-least-once and a
-commit never ahead of it. The mapping and settings are in :mod:`detector.alertmanager`, the
-HTTP client in :mod:`detector.alertmanager_client`, the metrics in
-:mod:`detector.alertmanager_metrics`.
+commit never ahead of it. The mapping and settings are in :mod:`detector.alertmanager.mapping`, the
+HTTP client in :mod:`detector.alertmanager.client`, the metrics in
+:mod:`detector.alertmanager.metrics`.
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ from pydantic import (
     model_validator,
 )
 
-from detector.alertmanager import AlertMapping, EpisodeBook
-from detector.alertmanager_client import AlertmanagerClient, alerts_endpoint
-from detector.alertmanager_metrics import BridgeEndpoint, BridgeMetrics
+from detector.alertmanager.client import AlertmanagerClient, alerts_endpoint
+from detector.alertmanager.mapping import AlertMapping, EpisodeBook
+from detector.alertmanager.metrics import BridgeEndpoint, BridgeMetrics
 from detector.alerts import Alert
 from detector.errors import AlertmanagerRejectedError, AlertmanagerUnavailableError, ConfigError
-from detector.kafka_config import KafkaSettings, new_client
+from detector.kafka.config import KafkaSettings, new_client
 from detector.log import LIBRDKAFKA_LOG
 
 __all__ = ["AlertmanagerBridge", "BridgeSettings"]

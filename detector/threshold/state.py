@@ -1,4 +1,4 @@
-"""One source's threshold state and its binary snapshot (:mod:`detector.threshold`'s storage).
+"""One source's threshold state and its binary snapshot (:mod:`detector.threshold.bank`'s storage).
 
 :class:`SourceState` holds a source's ring buffer of recent reference scores (negative entries
 are censored: "above minus this") with the threshold in force and its counters. The bank writes
@@ -21,7 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detector.errors import ThresholdStateError
-from detector.threshold_types import SourceStats, ThresholdInfo
+from detector.threshold.types import SourceStats, ThresholdInfo
 
 __all__ = [
     "SNAPSHOT_VERSION",
@@ -75,7 +75,7 @@ class SourceState:
         self.drift_p: float | None = None
         self.drift_detections = 0
         self.retrain_armed = True
-        # adaptive (detector.adaptive): the margin and the flags counted since the last
+        # adaptive (detector.threshold.adaptive): the margin and the flags counted since the last
         # recalibration, the flags the open episode has spent of its budget, and the scores
         # held back while it is open (a flagged one stored as minus its score).
         self.margin = 1.0
