@@ -125,22 +125,28 @@ class _Offline:
         return core, alerts, events
 
 
-def _state_topic(bootstrap: str, topic: str) -> dict[str, bytes]:
-    """The committed state records, latest per key (what a restart restores)."""
-    from detector.kafka.state import read_committed_to_end
+def _state_topic(bootstrap: str, topic: str) -> tuple[dict[str, bytes], list[str]]:
+    """The committed state records, latest per key (what a restart restores), and the
+    records found outside their input partition's state partition (both topics have 2
+    partitions, so a source's state lives in the partition of its input)."""
+    from detector.kafka.state import H_INPUT_PARTITION, read_committed_to_end
 
     records, incomplete = read_committed_to_end(
         {"bootstrap.servers": bootstrap}, topic, [0, 1], 60, unique_name("state-check")
     )
     assert incomplete == []
     latest: dict[str, bytes] = {}
+    misplaced: list[str] = []
     for m in records:
         key = (m.key() or b"").decode()
+        input_partition = int(dict(m.headers() or [])[H_INPUT_PARTITION])
+        if input_partition != m.partition():
+            misplaced.append(f"{key} of input partition {input_partition} at {m.partition()}")
         if m.value() is None:
             latest.pop(key, None)
         else:
             latest[key] = m.value()
-    return latest
+    return latest, misplaced
 
 
 def _without_arrival(value: bytes) -> Any:
@@ -153,7 +159,7 @@ def _assert_state_is_the_committed_offsets_state(
     bootstrap: str, tag: str, offline: _Offline, inputs: list[Any]
 ) -> None:
     """The state topic holds, byte for byte, the state of one pass up to the committed
-    offsets (episodes but for their wall-clock arrival time)."""
+    offsets (episodes but for their wall-clock arrival time); a failure says what differs."""
     from detector.core import Decisions
 
     upto = _committed(bootstrap, f"{tag}-group", f"{tag}-windows")
@@ -163,13 +169,83 @@ def _assert_state_is_the_committed_offsets_state(
         threshold_states_due=dict.fromkeys(core.bank.sources(), 0),
     )
     expected = {key: value for key, _p, value in core.state_records(every)}
-    got = _state_topic(bootstrap, f"{tag}-state")
-    assert got.keys() == expected.keys()
-    for key, value in expected.items():
-        if key.startswith("threshold/"):
-            assert got[key] == value, f"{key} differs from the state at the committed offsets"
-        else:
-            assert _without_arrival(got[key]) == _without_arrival(value)  # type: ignore[arg-type]
+    got, misplaced = _state_topic(bootstrap, f"{tag}-state")
+    differ = sorted(
+        key
+        for key in expected.keys() & got.keys()
+        if (got[key] != expected[key] if key.startswith("threshold/")
+            else _without_arrival(got[key]) != _without_arrival(expected[key]))
+    )  # fmt: skip
+    if not (misplaced or differ or got.keys() != expected.keys()):
+        return
+    detail = [
+        f"committed offsets {upto}",
+        f"{len(misplaced)} state records outside their input partition's state partition "
+        f"(first: {misplaced[:3]})",
+        f"keys only in the topic {sorted(got.keys() - expected.keys())}, "
+        f"only offline {sorted(expected.keys() - got.keys())}, differing {differ}",
+    ]
+    detail += [
+        _explain(offline, inputs, key, got[key], expected[key], upto)
+        for key in differ
+        if key.startswith("threshold/")
+    ]
+    pytest.fail("the state topic is not the state at the committed offsets:\n" + "\n".join(detail))
+
+
+def _snapshot_header(value: bytes) -> tuple[dict[str, Any], bytes]:
+    """The JSON header and the ring bytes of a threshold state record's snapshot."""
+    import base64
+    import struct
+
+    raw = base64.b64decode(orjson.loads(value)["threshold"])
+    _magic, _version, head_len = struct.unpack_from("<4sBI", raw)
+    return orjson.loads(raw[9 : 9 + head_len]), raw[9 + head_len :]
+
+
+def _explain(
+    offline: _Offline,
+    inputs: list[Any],
+    key: str,
+    got: bytes,
+    expected: bytes,
+    upto: dict[int, int],
+) -> str:
+    """What differs between two threshold state records, and after which input of the
+    source's partition the offline pass held the state read from the topic."""
+    from detector.backtest import SCORE_BATCH
+    from detector.core import Decisions, InputRecord, Prepared, build_decider
+
+    g, g_ring = _snapshot_header(got)
+    e, e_ring = _snapshot_header(expected)
+    fields = {f: (g.get(f), e.get(f)) for f in sorted(set(g) | set(e)) if g.get(f) != e.get(f)}
+    source = key.removeprefix("threshold/")
+    part = next(m.partition() for m in inputs if (m.key() or b"").decode() == source)
+    recs = [
+        InputRecord(m.topic(), part, m.offset(), m.key(), m.value(), m.headers(), 0)
+        for m in inputs
+        if m.partition() == part
+    ]
+    core = build_decider(offline.manifest, offline.settings.threshold, offline.settings.lifecycle)
+    matches: list[int] = []
+    for start in range(0, len(recs), SCORE_BATCH):  # scored as the offline pass scores
+        prepared = core.prepare(recs[start : start + SCORE_BATCH])
+        result = offline.model.score(prepared.batch)
+        for i, (record, window) in enumerate(zip(prepared.records, prepared.windows, strict=True)):
+            one = Prepared([record], [window], prepared.batch[i : i + 1], [])
+            core.decide(one, result.take(slice(i, i + 1)), window.event_time_ms)
+            if window.source_id == source:
+                due = Decisions(threshold_states_due={source: part})
+                if core.state_records(due)[0][2] == got:
+                    matches.append(record.offset)
+    return (
+        f"{key} (input partition {part}, committed offset {upto.get(part)}): "
+        f"fields differing (topic, offline) {fields}; "
+        f"ring bytes equal {g_ring == e_ring} (n {g.get('n')}/{e.get('n')}, "
+        f"pos {g.get('pos')}/{e.get('pos')}, seen {g.get('seen')}/{e.get('seen')}); "
+        f"the topic's record equals the offline state after input offsets {matches[:10]} "
+        f"of partition {part} (+1 = the offsets that state should be committed with)"
+    )
 
 
 @pytest.mark.parametrize(
