@@ -6,6 +6,7 @@ rejects is a :class:`~detector.errors.ConfigError` then.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,37 @@ class TopicAdmin:
         if meta is None or meta.error is not None:
             return 0
         return len(meta.partitions)
+
+    def wait_for_partitions(
+        self, topic: str, timeout_s: float, stop: threading.Event, what: str = "topic"
+    ) -> int:
+        """``topic``'s partition count, asked until the broker's metadata shows its partitions.
+
+        A topic created a moment ago (:meth:`ensure_topics`) can be missing from the metadata
+        for a while on a busy broker. The state topic's count taken as 0 sent the state of
+        every input partition to state partition 0 for a whole run, while the next run wrote
+        input partition 1's to state partition 1: a source's latest state then lay in two
+        partitions, and which one a restore (reading them interleaved) took last was chance.
+
+        Args:
+            what: how the error names the topic (``"state topic"``).
+
+        Raises:
+            KafkaUnavailableError: no partitions within ``timeout_s`` (or a stop came first).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                n = self.partitions_of(topic)
+                error = "it is not in the broker's metadata"
+            except KafkaException as exc:
+                n, error = 0, f"cannot read its metadata: {error_of(exc)}"
+            if n > 0:
+                return n
+            if time.monotonic() >= deadline or stop.wait(0.2):
+                raise KafkaUnavailableError(
+                    f"the {what} {topic} has no partitions within {timeout_s:g} s: {error}"
+                )
 
     def ensure_topics(self, timeout_s: float = 30.0) -> None:
         """Create the detector's topics if missing (setting ``topics.create_missing``)."""

@@ -22,7 +22,6 @@ there too); :meth:`KafkaIO.publish` runs on a publisher thread and never touches
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -162,41 +161,14 @@ class KafkaIO:
             KafkaUnavailableError: the state topic's partitions were not in the broker's
                 metadata within ``timeout_s``, or init_transactions failed.
         """
-        self._n_state = self._wait_for_state_partitions(timeout_s)
+        self._n_state = self.topics.wait_for_partitions(
+            self.settings.topics.state, timeout_s, self._stop, what="state topic"
+        )
         try:
             self.publisher.init_transactions(timeout_s)
         except KafkaException as exc:
             raise KafkaUnavailableError(f"init_transactions failed: {exc}") from exc
         self.input.subscribe()
-
-    def _wait_for_state_partitions(self, timeout_s: float) -> int:
-        """The state topic's partition count, asked until the broker's metadata shows its
-        partitions (once, at start-up: publishing never asks the broker for it).
-
-        A topic created a moment ago (:meth:`ensure_topics`) can be missing from the
-        metadata for a while on a busy broker. Taken as 0 partitions, that sent the state of
-        every input partition to state partition 0 for the whole run, while the next run
-        wrote input partition 1's to state partition 1: a source's latest state then lay in
-        two partitions, and which one a restore (reading them interleaved) took last, the
-        stale one or not, was chance.
-
-        Raises:
-            KafkaUnavailableError: no partitions of the state topic within ``timeout_s``.
-        """
-        topic = self.settings.topics.state
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                n = self.topics.partitions_of(topic)
-                error = "it is not in the broker's metadata"
-            except KafkaException as exc:
-                n, error = 0, f"cannot read its metadata: {error_of(exc)}"
-            if n > 0:
-                return n
-            if time.monotonic() >= deadline or self._stop.wait(0.2):
-                raise KafkaUnavailableError(
-                    f"the state topic {topic} has no partitions within {timeout_s:g} s: {error}"
-                )
 
     def _state_partitions(self) -> int:
         if self._n_state is None:  # only before start(): never remember a topic not seen yet
